@@ -1,0 +1,38 @@
+# Every target creates .venv when missing and installs what it needs.
+# torch is pinned to the local CPU build first so that no CUDA build is ever pulled.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+TORCH   ?= torch==2.13.0
+WORKERS ?= 2
+
+.PHONY: demo test bench claims lint install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,bench]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/policylab run quickstart --workers $(WORKERS)
+
+test: install
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup tests
+
+bench: install
+	$(PY) benchmarks/online_throughput.py
+
+claims: install
+	$(VENV)/bin/policylab run --all-claims --budget full --workers $(WORKERS)
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,187 @@
+"""policylab's command line: list | train | run | report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from policylab.core.errors import PolicylabError
+
+# wide when piped, so that paths and verdicts are not wrapped mid-word in logs
+console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)
+
+
+def load_registries() -> None:
+    """Import the packages whose modules register algorithms, environments and experiments."""
+    import policylab.experiments  # noqa: F401
+    import policylab.rl  # noqa: F401
+
+
+def _list(args: argparse.Namespace) -> int:
+    from policylab.core.registry import ALGORITHMS, DATASETS, EXPERIMENTS
+    from policylab.envs.factory import known_env_ids
+
+    what = args.what
+    if what in ("all", "algorithms"):
+        table = Table("algorithm", "pillar", "default env", "what it is", title="algorithms")
+        for name in ALGORITHMS:
+            spec = ALGORITHMS.get(name)
+            table.add_row(name, spec.pillar, spec.default_env, spec.summary)
+        console.print(table)
+    if what in ("all", "experiments"):
+        table = Table("experiment", "kind", "claim", title="experiments")
+        for name in EXPERIMENTS:
+            exp = EXPERIMENTS.get(name)
+            table.add_row(name, exp.kind, exp.claim)
+        console.print(table)
+    if what in ("all", "datasets"):
+        console.print(f"datasets: {', '.join(DATASETS.names()) or '(none yet)'}")
+    if what == "environments":
+        console.print("\n".join(known_env_ids()))
+    return 0
+
+
+def _train(args: argparse.Namespace, rest: list[str]) -> int:
+    import tyro
+
+    from policylab.core.config import from_dict, load_overrides, validate, validation_deferred
+    from policylab.core.registry import ALGORITHMS
+    from policylab.core.run import RunDir
+    from policylab.core.seeding import set_threads
+    from policylab.envs.factory import check_env_id
+
+    spec = ALGORITHMS.get(args.algo)
+    env_id = check_env_id(args.env or spec.default_env)
+    if args.steps <= 0:
+        raise PolicylabError(f"--steps = {args.steps} is not allowed: must be > 0")
+    if args.seconds is not None and args.seconds <= 0:
+        raise PolicylabError(f"--seconds = {args.seconds} is not allowed: must be > 0")
+    base = spec.config()
+    if args.config:
+        base = from_dict(spec.config, load_overrides(args.config), base=base, source=args.config)
+    with validation_deferred():  # tyro would wrap our one-line error in a panel
+        cfg = tyro.cli(spec.config, args=rest, default=base, prog=f"policylab train {args.algo}")
+    cfg = validate(cfg)
+    set_threads()
+    name = args.run_name or f"{args.algo}-{env_id}"
+    run = RunDir(args.runs_root, name, "main", args.seed)
+    summary = spec.train(cfg, env_id=env_id, seed=args.seed, steps=args.steps, run=run,
+                         max_seconds=args.seconds, progress=None)
+    table = Table("", "value", title=f"{args.algo} on {env_id}, seed {args.seed}")
+    table.add_row("updates", str(summary["steps"]))
+    table.add_row("environment steps", str(summary.get("env_steps", "")))
+    for key, value in summary["eval"].items():
+        table.add_row(key, f"{value:.4g}")
+    table.add_row("run directory", str(run.path))
+    console.print(table)
+    return 0
+
+
+def _print_report(report: dict, paths: dict[str, Path]) -> None:
+    table = Table("arm", "IQM", "95% CI", "per seed", title=f"{report['experiment']} [{report['budget']}]")
+    for name, arm in report["arms"].items():
+        table.add_row(name, f"{arm['iqm']:.4g}", f"[{arm['ci95'][0]:.4g}, {arm['ci95'][1]:.4g}]",
+                      ", ".join(f"{v:.4g}" for v in arm["values"]))
+    console.print(table)
+    verdicts = Table("comparison", "effect", "95% CI", "verdict")
+    for c in report["comparisons"]:
+        verdicts.add_row(c["label"], f"{c['effect']:.4g}", f"[{c['ci95'][0]:.4g}, {c['ci95'][1]:.4g}]", c["verdict"])
+    console.print(verdicts)
+    for kind, path in paths.items():
+        console.print(f"{kind:>4}: {path}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from policylab.core.registry import EXPERIMENTS
+    from policylab.core.report import build_report, write_report
+    from policylab.core.runner import execute
+
+    if args.all_claims:
+        names = [n for n in EXPERIMENTS if EXPERIMENTS.get(n).kind == "claim"]
+        if not names:
+            console.print("no claim checks are registered yet")
+            return 0
+    elif args.experiment:
+        names = [args.experiment]
+    else:
+        raise PolicylabError("run needs an experiment name or --all-claims; `policylab list experiments` lists them")
+    command = shlex.join(["policylab", *sys.argv[1:]])
+    for name in names:
+        exp = EXPERIMENTS.get(name)
+        seeds = exp.select_seeds(args.budget, args.seeds)
+        start = time.perf_counter()
+        results = execute(exp, args.budget, seeds, backend=args.backend, workers=args.workers,
+                          address=args.address, runs_root=args.runs_root)
+        report = build_report(exp, args.budget, results, time.perf_counter() - start, command, args.backend)
+        _print_report(report, write_report(report, args.results))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from policylab.core.report import load_report, write_report
+
+    report = load_report(args.results_json)
+    _print_report(report, write_report(report, Path(args.results_json).parent))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="policylab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="list algorithms, experiments, environments or datasets")
+    p.add_argument("what", nargs="?", default="all",
+                   choices=["all", "algorithms", "experiments", "environments", "datasets"])
+    p = sub.add_parser("train", help="train one algorithm; extra --flags set its config fields",
+                       epilog="Config flags follow the algorithm name, e.g. `policylab train ppo --lr 0.001`; "
+                              "`policylab train ppo --help` lists them.")
+    p.add_argument("algo")
+    p.add_argument("--env", default=None, help="environment id (default: the algorithm's)")
+    p.add_argument("--steps", type=int, default=100_000, help="environment steps")
+    p.add_argument("--seconds", type=float, default=None, help="optional wall-clock budget")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-name", default=None)
+    p.add_argument("--runs-root", default="runs")
+    p.add_argument("--config", default=None, help="JSON or YAML file of config overrides")
+    p = sub.add_parser("run", help="run an experiment (claim check) and write its report")
+    p.add_argument("experiment", nargs="?")
+    p.add_argument("--all-claims", action="store_true", help="run every registered claim check")
+    p.add_argument("--budget", default="full", choices=["quick", "full"])
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the experiment's list)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"])
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start Ray locally)")
+    p.add_argument("--results", default="results")
+    p.add_argument("--runs-root", default="runs")
+    p = sub.add_parser("report", help="re-render a results JSON into its markdown table and plot")
+    p.add_argument("results_json")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    # `train` passes unknown flags on to the algorithm's config (tyro); other commands reject them
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        load_registries()
+        if args.command == "list":
+            return _list(args)
+        if args.command == "train":
+            return _train(args, rest)
+        if args.command == "run":
+            return _run(args)
+        return _report(args)
+    except PolicylabError as err:
+        print(f"policylab: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("policylab: interrupted; the newest checkpoint is kept, rerun the command to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,83 @@
+"""An experiment is a claim check: arms x seeds x budget, one metric, the claimed direction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from policylab.core.errors import ConfigError
+from policylab.core.run import RunDir
+
+BUDGETS = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One claimed effect: `method` beats `baseline` in the experiment's direction."""
+
+    method: str
+    baseline: str
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """What one (arm, seed) run reports: the final metric and an optional learning curve."""
+
+    value: float
+    curve: list[tuple[float, float]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    claim: str
+    arms: dict[str, dict[str, Any]]
+    """Arm name -> the settings that define it (recorded in the report)."""
+    comparisons: tuple[Comparison, ...]
+    metric: str
+    direction: str
+    seeds: dict[str, tuple[int, ...]]
+    """Fixed seed lists per budget, written before the first run."""
+    run_arm: Callable[[str, int, str, RunDir], ArmResult]
+    """run_arm(arm, seed, budget, run_dir) -> ArmResult; must be a module-level function."""
+    min_effect: float = 0.0
+    paired: bool = True
+    curve_x: str = "environment steps"
+    budgets_note: dict[str, str] = field(default_factory=dict)
+    """What each budget runs, in words, for the report."""
+    metric_label: str = ""
+    """A short axis label for the metric (default: the metric itself)."""
+    kind: str = "claim"
+    """'claim' (a paper's claim check, run by `make claims`) or 'showcase' (the demo)."""
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("higher", "lower"):
+            raise ConfigError(f"experiment {self.id}: direction = {self.direction!r}, must be 'higher' or 'lower'")
+        for c in self.comparisons:
+            for arm in (c.method, c.baseline):
+                if arm not in self.arms:
+                    raise ConfigError(f"experiment {self.id}: comparison names unknown arm '{arm}'")
+        for budget in BUDGETS:
+            if not self.seeds.get(budget):
+                raise ConfigError(f"experiment {self.id}: no seeds fixed for budget '{budget}'")
+
+    def select_seeds(self, budget: str, count: int | None = None) -> tuple[int, ...]:
+        """The budget's fixed seeds; `count` takes a prefix, extending past the list in order."""
+        check_budget(budget)
+        fixed = list(self.seeds[budget])
+        if count is None:
+            return tuple(fixed)
+        if count <= 0:
+            raise ConfigError(f"seeds = {count} is not allowed: must be >= 1")
+        while len(fixed) < count:
+            fixed.append(max(fixed) + 1)
+        return tuple(fixed[:count])
+
+
+def check_budget(budget: str) -> str:
+    if budget not in BUDGETS:
+        raise ConfigError(f"budget = {budget!r} is not allowed: must be one of {', '.join(BUDGETS)}")
+    return budget

@@ -1,0 +1,164 @@
+"""Aggregate experiment results into results/<id>.json, .md and .png, with the verdict."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policylab.core.atomic import atomic_write, atomic_write_json, atomic_write_text
+from policylab.core.errors import PolicylabError
+from policylab.core.experiment import Experiment
+from policylab.core.stats import bootstrap_ci, effect_interval, iqm, verdict
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """HEAD's hash, with '-dirty' when tracked files differ from it; 'unknown' outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def build_report(exp: Experiment, budget: str, results: list[dict], wall_s: float,
+                 command: str | None = None, backend: str = "local") -> dict[str, Any]:
+    arms: dict[str, Any] = {}
+    for arm, settings in exp.arms.items():
+        rows = sorted((r for r in results if r["arm"] == arm), key=lambda r: r["seed"])
+        values = [r["value"] for r in rows]
+        arms[arm] = {
+            "config": settings, "seeds": [r["seed"] for r in rows], "values": values,
+            "iqm": float(iqm(values)) if values else None,
+            "ci95": list(bootstrap_ci(values)) if values else None,
+            "curves": {str(r["seed"]): r.get("curve", []) for r in rows},
+            "wall_s": [r.get("wall_s") for r in rows],
+        }
+    comparisons = []
+    for c in exp.comparisons:
+        m, b = arms[c.method], arms[c.baseline]
+        paired = exp.paired and m["seeds"] == b["seeds"]
+        effect = effect_interval(m["values"], b["values"], paired=paired)
+        comparisons.append({
+            "method": c.method, "baseline": c.baseline, "label": c.label or f"{c.method} vs {c.baseline}",
+            "effect": effect.value, "ci95": [effect.low, effect.high], "paired": paired,
+            "verdict": verdict(effect, exp.direction, exp.min_effect),
+        })
+    return {
+        "experiment": exp.id, "claim": exp.claim, "metric": exp.metric,
+        "metric_label": exp.metric_label or exp.metric, "direction": exp.direction,
+        "min_effect": exp.min_effect, "budget": budget, "budget_note": exp.budgets_note.get(budget, ""),
+        "seeds": sorted({r["seed"] for r in results}), "arms": arms, "comparisons": comparisons,
+        "verdict": comparisons[0]["verdict"] if len(comparisons) == 1 else
+        {c["label"]: c["verdict"] for c in comparisons},
+        "backend": backend, "wall_time_s": wall_s, "git_commit": git_commit(),
+        "command": command or " ".join(["policylab", *sys.argv[1:]]),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "curve_x": exp.curve_x,
+    }
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
+def render_markdown(report: dict[str, Any], plot_name: str | None = None) -> str:
+    lines = [f"# {report['experiment']}", "", f"**Claim.** {report['claim']}", "",
+             f"**Metric.** {report['metric']} ({report['direction']} is better). "
+             f"Budget `{report['budget']}`{': ' + report['budget_note'] if report['budget_note'] else ''}; "
+             f"seeds {report['seeds']}.", "",
+             "| arm | IQM | 95% CI | per seed |", "|---|---|---|---|"]
+    for name, arm in report["arms"].items():
+        ci = arm["ci95"] or [None, None]
+        per_seed = ", ".join(_fmt(v) for v in arm["values"])
+        lines.append(f"| {name} | {_fmt(arm['iqm'])} | [{_fmt(ci[0])}, {_fmt(ci[1])}] | {per_seed} |")
+    lines += ["", "| comparison | effect | 95% CI | paired | verdict |", "|---|---|---|---|---|"]
+    for c in report["comparisons"]:
+        lines.append(f"| {c['label']} | {_fmt(c['effect'])} | [{_fmt(c['ci95'][0])}, {_fmt(c['ci95'][1])}] "
+                     f"| {'yes' if c['paired'] else 'no'} | **{c['verdict']}** |")
+    lines += ["", f"Commit `{report['git_commit']}`, backend `{report['backend']}`, "
+              f"wall time {report['wall_time_s']:.0f} s.", "", "Reproduce:", "", "```",
+              report["command"], "```"]
+    if plot_name:
+        lines += ["", f"![learning curves]({plot_name})"]
+    return "\n".join(lines) + "\n"
+
+
+def _interval_band(curves: list[list[tuple[float, float]]]) -> tuple[np.ndarray, ...] | None:
+    curves = [np.asarray(c, dtype=np.float64) for c in curves if len(c) > 0]
+    if not curves:
+        return None
+    xs = np.unique(np.concatenate([c[:, 0] for c in curves]))
+    grid = np.stack([np.interp(xs, c[:, 0], c[:, 1]) for c in curves])  # seeds x points
+    center = iqm(grid, axis=0)
+    bands = np.array([bootstrap_ci(grid[:, j], resamples=500) for j in range(xs.size)])
+    return xs, center, bands[:, 0], bands[:, 1]
+
+
+def plot_report(report: dict[str, Any], path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    comparisons = report["comparisons"]
+    fig, axes = plt.subplots(1, len(comparisons), figsize=(5.5 * len(comparisons), 4), squeeze=False)
+    for ax, comp in zip(axes[0], comparisons):
+        x_max = 0.0
+        for role in ("method", "baseline"):
+            arm = report["arms"][comp[role]]
+            band = _interval_band(list(arm["curves"].values()))
+            if band is not None and band[0].size > 1:
+                xs, center, low, high = band
+                ax.plot(xs, center, label=f"{comp[role]} (IQM)")
+                ax.fill_between(xs, low, high, alpha=0.25)
+                x_max = max(x_max, float(xs[-1]))
+            else:  # a baseline without a curve (e.g. a random policy): its final value as a line
+                ci = arm["ci95"]
+                ax.axhline(arm["iqm"], linestyle="--", color="gray", label=f"{comp[role]} (IQM)")
+                ax.axhspan(ci[0], ci[1], color="gray", alpha=0.15)
+        ax.set_title(f"{comp['label']}: {comp['verdict']}")
+        ax.set_xlabel(report.get("curve_x", "step"))
+        ax.set_ylabel(report.get("metric_label") or report["metric"])
+        ax.legend(loc="best", fontsize=8)
+        if x_max:
+            ax.set_xlim(0, x_max)
+    fig.suptitle(f"{report['experiment']} [{report['budget']}], 95% bootstrap bands", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+def write_report(report: dict[str, Any], results_dir: str | Path) -> dict[str, Path]:
+    folder = Path(results_dir)
+    stem = report["experiment"] if report["budget"] == "full" else f"{report['experiment']}.{report['budget']}"
+    paths = {"json": folder / f"{stem}.json", "md": folder / f"{stem}.md", "png": folder / f"{stem}.png"}
+    atomic_write_json(paths["json"], report)
+    plot_report(report, paths["png"])
+    atomic_write_text(paths["md"], render_markdown(report, paths["png"].name))
+    return paths
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text())
+    except OSError as err:
+        raise PolicylabError(f"cannot read report {path}: {err.strerror or err}") from None
+    except json.JSONDecodeError as err:
+        raise PolicylabError(f"report {path} is not valid JSON: {err.msg} at line {err.lineno}") from None
+    if not isinstance(report, dict):
+        raise PolicylabError(f"report {path} is not a policylab results file (not a JSON object)")
+    missing = [k for k in ("experiment", "arms", "comparisons", "budget") if k not in report]
+    if missing:
+        raise PolicylabError(f"report {path} is not a policylab results file (missing {', '.join(missing)})")
+    return report

@@ -1,0 +1,129 @@
+"""Run an experiment's arms x seeds on a backend: local (serial or a process pool) or Ray.
+
+Every backend runs the same task function, so a sweep on a laptop and on a Ray cluster differ
+only in where `run_task` executes. Workers get one torch thread each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from policylab.core.errors import ConfigError, PolicylabError
+from policylab.core.experiment import Experiment, check_budget
+from policylab.core.registry import EXPERIMENTS
+from policylab.core.run import RunDir, progress_bar
+from policylab.core.seeding import set_threads
+
+BACKENDS = ("local", "ray")
+
+
+def make_tasks(exp: Experiment, budget: str, seeds: Iterable[int], runs_root: str | Path) -> list[dict]:
+    module = exp.run_arm.__module__
+    return [{"experiment": exp.id, "module": module, "arm": arm, "seed": seed, "budget": budget,
+             "runs_root": str(runs_root)} for seed in seeds for arm in exp.arms]
+
+
+def run_task(task: dict) -> dict[str, Any]:
+    """Run one (arm, seed); importable by name so process pools and Ray can ship it."""
+    set_threads()
+    importlib.import_module(task["module"])  # registers the experiment in this process
+    exp: Experiment = EXPERIMENTS.get(task["experiment"])
+    run = RunDir(task["runs_root"], exp.id, task["arm"], task["seed"])
+    start = time.perf_counter()
+    result = exp.run_arm(task["arm"], task["seed"], task["budget"], run)
+    return {"arm": task["arm"], "seed": task["seed"], **asdict(result),
+            "wall_s": time.perf_counter() - start, "run_dir": str(run.path)}
+
+
+def _init_worker() -> None:
+    set_threads()
+
+
+def _run_local(tasks: list[dict], workers: int, on_done: Callable[[dict], None]) -> list[dict]:
+    if workers == 1:
+        results = []
+        for task in tasks:
+            results.append(run_task(task))
+            on_done(results[-1])
+        return results
+    results = []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
+        futures = [pool.submit(run_task, task) for task in tasks]
+        for future in as_completed(futures):
+            results.append(future.result())
+            on_done(results[-1])
+    return results
+
+
+# Ray's node IP decides where its gRPC servers and agents listen. With clusters disabled (the
+# switch Ray uses on macOS and Windows) a local Ray takes 127.0.0.1 and every process it starts
+# listens on loopback alone; tests/core/test_runner.py checks that. It must be set before `import ray`.
+_RAY_LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+@contextlib.contextmanager
+def ray_session(workers: int, address: str | None = None) -> Iterator[Any]:
+    """Start Ray on loopback with `workers` CPUs (or join `address`); shut down what we started."""
+    if not address:
+        os.environ.update(_RAY_LOCAL_ONLY)
+    try:
+        import ray
+    except ImportError:
+        raise PolicylabError("backend 'ray' needs Ray: pip install 'policylab[ray]'") from None
+    if ray.is_initialized():
+        yield ray
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _run_ray(tasks: list[dict], workers: int, address: str | None,
+             on_done: Callable[[dict], None]) -> list[dict]:
+    with ray_session(workers, address) as ray:
+        remote = ray.remote(num_cpus=1)(run_task)
+        pending = [remote.remote(task) for task in tasks]
+        results = []
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            results.append(ray.get(done[0]))
+            on_done(results[-1])
+        return results
+
+
+def execute(exp: Experiment, budget: str, seeds: Iterable[int], backend: str = "local",
+            workers: int = 1, address: str | None = None, runs_root: str | Path = "runs",
+            progress: bool | None = None) -> list[dict]:
+    check_budget(budget)
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend = {backend!r} is not allowed: must be one of {', '.join(BACKENDS)}")
+    if workers < 1:
+        raise ConfigError(f"workers = {workers} is not allowed: must be >= 1")
+    tasks = make_tasks(exp, budget, seeds, runs_root)
+    with progress_bar(progress) as bar:
+        job = bar.add_task(f"{exp.id} [{budget}]", total=len(tasks), rate="")
+
+        def on_done(result: dict) -> None:
+            bar.update(job, advance=1, rate=f"last: {result['arm']} seed{result['seed']} = {result['value']:.4g}")
+
+        if backend == "local":
+            results = _run_local(tasks, workers, on_done)
+        else:
+            results = _run_ray(tasks, workers, address, on_done)
+    return sorted(results, key=lambda r: (list(exp.arms).index(r["arm"]), r["seed"]))

@@ -1,0 +1,6 @@
+"""Environment factories and wrappers."""
+
+from policylab.envs.factory import check_env_id, make_env
+from policylab.envs.vector import VectorEnv
+
+__all__ = ["VectorEnv", "check_env_id", "make_env"]

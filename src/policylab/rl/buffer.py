@@ -1,0 +1,43 @@
+"""Replay buffer kept as contiguous preallocated tensors; sampling is one randint and a gather."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class ReplayBuffer:
+    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated")
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int):
+        self.capacity, self.size, self.ptr = capacity, 0, 0
+        self.data = {
+            "obs": torch.zeros(capacity, obs_dim),
+            "actions": torch.zeros(capacity, act_dim),
+            "rewards": torch.zeros(capacity),
+            "next_obs": torch.zeros(capacity, obs_dim),
+            "terminated": torch.zeros(capacity),
+        }
+
+    def add(self, **batch: torch.Tensor) -> None:
+        """Add a batch of n transitions (n = number of envs), wrapping around when full."""
+        n = batch["obs"].shape[0]
+        idx = (torch.arange(n) + self.ptr) % self.capacity
+        for key in self.FIELDS:
+            self.data[key][idx] = batch[key].to(self.data[key].dtype)
+        self.ptr = (self.ptr + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        idx = torch.randint(0, self.size, (batch_size,))
+        return {key: value[idx] for key, value in self.data.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "ptr": self.ptr,
+                "data": {k: v[: self.size].clone() for k, v in self.data.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.size, self.ptr = state["size"], state["ptr"]
+        for key, value in state["data"].items():
+            self.data[key][: self.size] = value

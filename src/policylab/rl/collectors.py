@@ -1,0 +1,125 @@
+"""Batch sources for online RL: on-policy rollouts and replay sampling, both checkpointable."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from policylab.envs.vector import VectorEnv
+from policylab.rl.buffer import ReplayBuffer
+from policylab.rl.spaces import ActionScaler, action_dim, obs_dim
+
+
+class OnPolicyAgent(Protocol):
+    gamma: float
+
+    def policy_step(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+    def value(self, obs: torch.Tensor) -> torch.Tensor: ...
+    def env_action(self, action: torch.Tensor) -> np.ndarray: ...
+
+
+class OffPolicyAgent(Protocol):
+    def explore(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+
+def _as_obs(array: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(array, dtype=torch.float32)
+
+
+class RolloutCollector:
+    """Collects `rollout_steps` steps from every env with the current policy (PPO-style)."""
+
+    def __init__(self, envs: VectorEnv, rollout_steps: int):
+        self.envs, self.steps = envs, rollout_steps
+        self.env_steps = 0
+
+    @torch.no_grad()
+    def next_batch(self, agent: OnPolicyAgent) -> dict[str, torch.Tensor]:
+        T, N = self.steps, self.envs.num_envs
+        obs = _as_obs(self.envs.obs)
+        obs_buf = torch.zeros(T, N, obs.shape[-1])
+        rewards, dones = torch.zeros(T, N), torch.zeros(T, N)
+        actions, logprobs, values = [], [], []
+        for t in range(T):
+            action, logprob, value = agent.policy_step(obs)
+            next_obs, reward, terminated, truncated, final_obs = self.envs.step(agent.env_action(action))
+            reward = torch.as_tensor(reward, dtype=torch.float32)
+            cut = truncated & ~terminated
+            if cut.any():  # a time limit is not a terminal state: bootstrap from V(final obs)
+                idx = torch.as_tensor(np.flatnonzero(cut))
+                reward[idx] += agent.gamma * agent.value(_as_obs(final_obs[cut]))
+            obs_buf[t] = obs
+            actions.append(action)
+            logprobs.append(logprob)
+            values.append(value)
+            rewards[t] = reward
+            dones[t] = torch.as_tensor(terminated | truncated, dtype=torch.float32)
+            obs = _as_obs(next_obs)
+        self.env_steps += T * N
+        return {"obs": obs_buf, "actions": torch.stack(actions), "logprobs": torch.stack(logprobs),
+                "values": torch.stack(values), "rewards": rewards, "dones": dones,
+                "last_value": agent.value(obs)}
+
+    def metrics(self) -> dict[str, float]:
+        return self.envs.pop_episode_stats()
+
+    def counters(self) -> dict[str, float]:
+        return {"env_steps": float(self.env_steps)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"envs": self.envs.state_dict(), "env_steps": self.env_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.envs.load_state_dict(state["envs"])
+        self.env_steps = state["env_steps"]
+
+
+class ReplayCollector:
+    """One env step per update into a replay buffer, then one sampled batch (SAC, TD3).
+
+    The first call fills the buffer with `learning_starts` uniformly random actions.
+    Actions live in [-1, 1] in the buffer and are scaled to the env's bounds on the way out.
+    """
+
+    def __init__(self, envs: VectorEnv, buffer_size: int, batch_size: int, learning_starts: int):
+        self.envs, self.batch_size, self.learning_starts = envs, batch_size, learning_starts
+        self.act_dim = action_dim(envs.single_action_space)
+        self.scaler = ActionScaler(envs.single_action_space)
+        self.buffer = ReplayBuffer(buffer_size, obs_dim(envs.single_observation_space), self.act_dim)
+        self.env_steps = 0
+        self.warm = False
+
+    def _step(self, unit_actions: torch.Tensor) -> None:
+        obs = _as_obs(self.envs.obs)
+        next_obs, reward, terminated, _, final_obs = self.envs.step(self.scaler.to_env(unit_actions.numpy()))
+        self.buffer.add(obs=obs, actions=unit_actions, rewards=torch.as_tensor(reward),
+                        next_obs=_as_obs(final_obs), terminated=torch.as_tensor(terminated))
+        self.env_steps += self.envs.num_envs
+
+    @torch.no_grad()
+    def next_batch(self, agent: OffPolicyAgent) -> dict[str, torch.Tensor]:
+        if not self.warm:
+            for _ in range(math.ceil(self.learning_starts / self.envs.num_envs)):
+                random_actions = np.random.uniform(-1.0, 1.0, (self.envs.num_envs, self.act_dim))
+                self._step(torch.as_tensor(random_actions, dtype=torch.float32))
+            self.warm = True
+        self._step(agent.explore(_as_obs(self.envs.obs)))
+        return self.buffer.sample(self.batch_size)
+
+    def metrics(self) -> dict[str, float]:
+        return self.envs.pop_episode_stats()
+
+    def counters(self) -> dict[str, float]:
+        return {"env_steps": float(self.env_steps)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"envs": self.envs.state_dict(), "buffer": self.buffer.state_dict(),
+                "env_steps": self.env_steps, "warm": self.warm}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.envs.load_state_dict(state["envs"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.env_steps, self.warm = state["env_steps"], state["warm"]

@@ -1,0 +1,131 @@
+"""SAC (Haarnoja et al. 2018, "Algorithms and Applications"): twin soft Q, tanh-Gaussian actor,
+automatic entropy tuning. The two critics are one vectorized ensemble (one matmul per layer)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from policylab.core.config import Config, param
+from policylab.core.nn import EnsembleMLP, TanhGaussianHead, mlp, soft_update
+from policylab.rl.spaces import ActionScaler, action_dim, obs_dim, require_box
+
+
+@dataclass(frozen=True)
+class SACConfig(Config):
+    num_envs: int = param(1, gt=0)
+    """Parallel environments (one env step each per update)."""
+    buffer_size: int = param(1_000_000, gt=0)
+    """Replay capacity."""
+    batch_size: int = param(256, gt=0)
+    """Transitions per update."""
+    learning_starts: int = param(5000, ge=0)
+    """Uniform-random steps before learning."""
+    lr: float = param(3e-4, gt=0)
+    """Adam learning rate for actor, critics and temperature."""
+    gamma: float = param(0.99, ge=0, le=1)
+    """Discount factor."""
+    tau: float = param(0.005, gt=0, le=1)
+    """Target-network Polyak rate."""
+    init_alpha: float = param(1.0, gt=0)
+    """Initial temperature."""
+    autotune: bool = True
+    """Learn the temperature towards the target entropy (eq. 18)."""
+    target_entropy_scale: float = param(1.0, gt=0)
+    """Target entropy = -scale * action dims."""
+    hidden: tuple[int, ...] = param((256, 256), gt=0)
+    """Hidden sizes of actor and critics."""
+    num_critics: int = param(2, ge=1)
+    """Size of the Q ensemble (clipped double-Q uses the min)."""
+
+
+class SAC:
+    name = "sac"
+
+    def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: SACConfig, total_updates: int | None = None):
+        require_box(act_space, "sac")
+        self.cfg = cfg
+        n_obs, n_act = obs_dim(obs_space), action_dim(act_space)
+        self.actor = mlp(n_obs, 2 * n_act, cfg.hidden)
+        self.head = TanhGaussianHead()
+        self.critic = EnsembleMLP(cfg.num_critics, n_obs + n_act, 1, cfg.hidden)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(cfg.init_alpha), requires_grad=True)
+        self.target_entropy = -cfg.target_entropy_scale * n_act
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        self.scaler = ActionScaler(act_space)
+
+    def sample(self, obs: torch.Tensor, deterministic: bool = False):
+        return self.head(self.actor(obs), deterministic)
+
+    def q_values(self, critic: EnsembleMLP, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return critic(torch.cat([obs, actions], -1)).squeeze(-1)  # (num_critics, B)
+
+    @torch.no_grad()
+    def explore(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.sample(obs)[0]
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        unit = self.sample(torch.as_tensor(obs, dtype=torch.float32), deterministic)[0]
+        return self.scaler.to_env(unit.numpy())
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        obs, actions, rewards = batch["obs"], batch["actions"], batch["rewards"]
+        alpha = self.log_alpha.exp().detach()
+
+        with torch.no_grad():  # soft Bellman target (eq. 3 with the clipped double-Q min)
+            next_actions, next_logp = self.sample(batch["next_obs"])
+            next_q = self.q_values(self.critic_target, batch["next_obs"], next_actions).min(0).values
+            target = rewards + cfg.gamma * (1 - batch["terminated"]) * (next_q - alpha * next_logp)
+        q = self.q_values(self.critic, obs, actions)
+        critic_loss = 0.5 * (q - target).pow(2).mean(1).sum()  # eq. 5, summed over the ensemble
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        pi_actions, logp = self.sample(obs)
+        self.critic.requires_grad_(False)  # the actor loss must not leave gradients in the critics
+        q_pi = self.q_values(self.critic, obs, pi_actions).min(0).values
+        self.critic.requires_grad_(True)
+        actor_loss = (alpha * logp - q_pi).mean()  # eq. 7
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+
+        alpha_loss = torch.zeros(())
+        if cfg.autotune:  # eq. 18
+            alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+            self.alpha_opt.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_opt.step()
+
+        soft_update(self.critic_target, self.critic, cfg.tau)
+        return {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(),
+                "loss/alpha": alpha_loss.detach(), "alpha": alpha, "q": q.detach().mean(),
+                "entropy": -logp.detach().mean()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "alpha_opt": self.alpha_opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.alpha_opt.load_state_dict(state["alpha_opt"])

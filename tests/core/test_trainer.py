@@ -1,0 +1,147 @@
+"""The training loop: resume equality, non-finite abort, budgets, metric records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from policylab.core.checkpoint import list_checkpoints, load_checkpoint
+from policylab.core.config import Config, param
+from policylab.core.errors import CheckpointError, NonFiniteLossError
+from policylab.core.run import RunDir, read_metrics
+from policylab.core.seeding import seed_everything
+from policylab.core.trainer import Trainer, TrainerConfig
+
+
+@dataclass(frozen=True)
+class RegressionConfig(Config):
+    lr: float = param(0.05, gt=0)
+    nan_at: int = param(-1)
+
+
+class Regression:
+    """Linear regression by Adam with dropout noise: every update draws from the global RNG."""
+
+    name = "toy-regression"
+
+    def __init__(self, cfg: RegressionConfig):
+        self.cfg = cfg
+        self.model = torch.nn.Linear(4, 1)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.updates = 0
+
+    def update(self, batch):
+        x, y = batch
+        x = torch.nn.functional.dropout(x, 0.1)
+        loss = (self.model(x).squeeze(-1) - y).pow(2).mean()
+        self.updates += 1
+        if self.updates == self.cfg.nan_at:
+            loss = loss * float("nan")
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.detach()}
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.updates = state["updates"]
+
+
+class NoisySource:
+    """Fresh random regression data each batch, plus its own counter that must survive resume."""
+
+    def __init__(self):
+        self.w = torch.tensor([1.0, -2.0, 0.5, 3.0])
+        self.batches = 0
+
+    def next_batch(self, algo):
+        self.batches += 1
+        x = torch.randn(32, 4)
+        return x, x @ self.w + 0.1 * torch.randn(32)
+
+    def metrics(self):
+        return {}
+
+    def counters(self):
+        return {"batches": float(self.batches)}
+
+    def state_dict(self):
+        return {"batches": self.batches}
+
+    def load_state_dict(self, state):
+        self.batches = state["batches"]
+
+
+def make_trainer(tmp_path, name, steps, checkpoint_every=5, nan_at=-1, evaluate=None, callbacks=()):
+    seed_everything(0)
+    algo = Regression(RegressionConfig(nan_at=nan_at))
+    run = RunDir(tmp_path, name, "main", 0)
+    cfg = TrainerConfig(max_steps=steps, log_every=3, checkpoint_every=checkpoint_every, progress=False)
+    return Trainer(algo, NoisySource(), cfg, run, evaluate, callbacks, tensorboard=False)
+
+
+def params(trainer):
+    return [p.detach().clone() for p in trainer.algo.model.parameters()]
+
+
+def test_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
+    evaluate = lambda algo: {"score": float(torch.rand(()))}  # uses RNG: must not shift training
+    straight = make_trainer(tmp_path, "straight", 20, evaluate=evaluate)
+    straight.fit()
+
+    first = make_trainer(tmp_path, "resumed", 10, evaluate=evaluate)
+    first.fit()
+    # a new process would start from scratch: new objects, different global RNG state
+    torch.manual_seed(12345)
+    second = make_trainer(tmp_path, "resumed", 20, evaluate=evaluate)
+    second.cfg = TrainerConfig(max_steps=20, log_every=3, checkpoint_every=5, progress=False)
+    seed_everything(999)
+    second.fit()
+
+    assert second.source.batches == straight.source.batches == 20
+    for a, b in zip(params(straight), params(second)):
+        assert torch.equal(a, b)
+    losses = lambda run: [(r["step"], r["loss"]) for r in read_metrics(run.metrics_path) if "loss" in r]
+    assert losses(second.run) == losses(straight.run)
+
+
+def test_non_finite_loss_aborts_and_keeps_last_good_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, "nan", 30, checkpoint_every=5, nan_at=13)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss = nan .*last good checkpoint: .*step0000000010"):
+        trainer.fit()
+    kept = list_checkpoints(trainer.run.checkpoints)
+    assert kept[-1].name == "step0000000010.pt"
+    state = load_checkpoint(kept[-1], "toy-regression")["state"]["algo"]["model"]
+    assert all(torch.isfinite(v).all() for v in state.values())
+
+
+def test_seconds_budget_stops_the_run(tmp_path):
+    trainer = make_trainer(tmp_path, "timed", 10**9, checkpoint_every=0)
+    trainer.cfg = TrainerConfig(max_steps=10**9, max_seconds=0.3, log_every=50, progress=False)
+    summary = trainer.fit()
+    assert summary["stopped_by"] == "seconds"
+    assert 0 < summary["steps"] < 10**9
+    assert json.loads((trainer.run.path / "summary.json").read_text())["steps"] == summary["steps"]
+
+
+def test_checkpoint_of_another_algorithm_is_refused(tmp_path):
+    make_trainer(tmp_path, "shared", 5).fit()
+    other = make_trainer(tmp_path, "shared", 10)
+    other.algo.name = "another-algo"
+    with pytest.raises(CheckpointError, match="written by algorithm 'toy-regression'.*'another-algo'"):
+        other.fit()
+
+
+def test_records_have_steps_and_counters(tmp_path):
+    trainer = make_trainer(tmp_path, "records", 9, checkpoint_every=0)
+    trainer.fit()
+    records = [r for r in read_metrics(trainer.run.metrics_path) if "loss" in r]
+    assert [r["step"] for r in records] == [3, 6, 9]
+    assert [r["batches"] for r in records] == [3.0, 6.0, 9.0]
