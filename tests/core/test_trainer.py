@@ -145,3 +145,13 @@ def test_records_have_steps_and_counters(tmp_path):
     records = [r for r in read_metrics(trainer.run.metrics_path) if "loss" in r]
     assert [r["step"] for r in records] == [3, 6, 9]
     assert [r["batches"] for r in records] == [3.0, 6.0, 9.0]
+
+
+def test_tensorboard_events_mirror_the_jsonl_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")  # installed by `make test` (the tensorboard extra)
+    seed_everything(0)
+    run = RunDir(tmp_path, "tb", "main", 0)
+    cfg = TrainerConfig(max_steps=6, log_every=3, progress=False)
+    Trainer(Regression(RegressionConfig()), NoisySource(), cfg, run, tensorboard=True).fit()
+    events = list((run.path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0

@@ -18,3 +18,5 @@ class AlgorithmSpec:
     summary: str
     pillar: str
     default_env: str = ""
+    algorithm: type | None = None
+    """The algorithm class, for rebuilding a saved policy from its file."""

@@ -4,16 +4,17 @@ from functools import partial
 
 from policylab.core.algorithm import AlgorithmSpec
 from policylab.core.registry import ALGORITHMS
+from policylab.rl.policy_io import load_policy, save_policy
 from policylab.rl.ppo import PPO, PPOConfig
 from policylab.rl.sac import SAC, SACConfig
 from policylab.rl.td3 import TD3, TD3Config
 from policylab.rl.train import train_online
 
 ALGORITHMS.add("ppo", AlgorithmSpec("ppo", PPOConfig, partial(train_online, PPO), "clipped-surrogate policy gradient",
-                                    "rl", "CartPole-v1"))
+                                    "rl", "CartPole-v1", PPO))
 ALGORITHMS.add("sac", AlgorithmSpec("sac", SACConfig, partial(train_online, SAC), "soft actor-critic, auto entropy",
-                                    "rl", "Pendulum-v1"))
+                                    "rl", "Pendulum-v1", SAC))
 ALGORITHMS.add("td3", AlgorithmSpec("td3", TD3Config, partial(train_online, TD3), "twin delayed DDPG",
-                                    "rl", "Pendulum-v1"))
+                                    "rl", "Pendulum-v1", TD3))
 
-__all__ = ["PPO", "PPOConfig", "SAC", "SACConfig", "TD3", "TD3Config", "train_online"]
+__all__ = ["PPO", "PPOConfig", "SAC", "SACConfig", "TD3", "TD3Config", "load_policy", "save_policy", "train_online"]
