@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from policylab.core.config import Config, param
-from policylab.core.nn import CategoricalHead, GaussianHead, mlp
+from policylab.core.nn import CategoricalHead, GaussianHead, adam, mlp
 from policylab.rl.returns import gae
 from policylab.rl.spaces import action_dim, is_discrete, obs_dim
 
@@ -70,7 +70,7 @@ class PPO:
         self.critic = mlp(n_obs, 1, cfg.hidden, cfg.activation, orthogonal=True, out_gain=1.0)
         self.head = CategoricalHead() if self.discrete else GaussianHead(n_act)
         params = [*self.actor.parameters(), *self.critic.parameters(), *self.head.parameters()]
-        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, eps=1e-5)
+        self.optimizer = adam(params, cfg.lr, eps=1e-5)
         self.params = params
         self.low = None if self.discrete else act_space.low
         self.high = None if self.discrete else act_space.high

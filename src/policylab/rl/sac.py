@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from policylab.core.config import Config, param
-from policylab.core.nn import EnsembleMLP, TanhGaussianHead, mlp, soft_update
+from policylab.core.nn import EnsembleMLP, TanhGaussianHead, adam, mlp, soft_update
 from policylab.rl.spaces import ActionScaler, action_dim, obs_dim, require_box
 
 
@@ -58,9 +58,9 @@ class SAC:
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(cfg.init_alpha), requires_grad=True)
         self.target_entropy = -cfg.target_entropy_scale * n_act
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        self.actor_opt = adam(self.actor.parameters(), cfg.lr)
+        self.critic_opt = adam(self.critic.parameters(), cfg.lr)
+        self.alpha_opt = adam([self.log_alpha], cfg.lr)
         self.scaler = ActionScaler(act_space)
 
     def sample(self, obs: torch.Tensor, deterministic: bool = False):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from policylab.core.config import Config, param
-from policylab.core.nn import EnsembleMLP, mlp, soft_update
+from policylab.core.nn import EnsembleMLP, adam, mlp, soft_update
 from policylab.rl.spaces import ActionScaler, action_dim, obs_dim, require_box
 
 
@@ -54,8 +54,8 @@ class TD3:
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = EnsembleMLP(2, n_obs + n_act, 1, cfg.hidden)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.actor_opt = adam(self.actor.parameters(), cfg.lr)
+        self.critic_opt = adam(self.critic.parameters(), cfg.lr)
         self.scaler = ActionScaler(act_space)
         self.updates = 0
         self._last_actor_loss = torch.zeros(())
