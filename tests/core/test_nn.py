@@ -209,3 +209,11 @@ def test_unknown_activation_is_refused():
     assert activation("relu") is nn.ReLU
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         mlp(2, 2, act="swish")
+
+
+def test_ensemble_orthogonal_init_gives_each_member_its_own_gain():
+    layer = EnsembleLinear(2, 16, 4).orthogonal_((0.01, 1.0), bias=0.0)
+    for member, gain in zip(layer.weight, (0.01, 1.0)):
+        gram = member.T @ member  # (out, out): orthonormal output directions scaled by gain^2
+        assert torch.allclose(gram, gain**2 * torch.eye(4), atol=1e-5)
+    assert torch.count_nonzero(layer.bias) == 0

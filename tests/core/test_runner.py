@@ -70,3 +70,30 @@ def test_bad_backend_workers_and_budget_are_refused(tmp_path):
         execute(exp, "quick", (0,), workers=0, runs_root=tmp_path)
     with pytest.raises(ConfigError, match="budget = 'huge'.*quick, full"):
         execute(exp, "huge", (0,), runs_root=tmp_path)
+
+
+@pytest.mark.xdist_group("ray")
+def test_ray_backend_joins_a_running_cluster_by_address(tmp_path):
+    """`--address` takes the code path a real cluster takes: a head started by `ray start`."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keep the test head on loopback
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                    "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+                   env=env, check=True, capture_output=True, timeout=180)
+    try:
+        exp, local = run_selftest(tmp_path, "local", 1)
+        joined = execute(exp, "quick", exp.select_seeds("quick"), backend="ray", workers=2,
+                         address=f"127.0.0.1:{port}", runs_root=tmp_path / "cluster-runs", progress=False)
+        assert [(r["arm"], r["seed"], r["value"]) for r in joined] == \
+            [(r["arm"], r["seed"], r["value"]) for r in local]
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)

@@ -57,6 +57,15 @@ class EnsembleLinear(nn.Module):
             x = x.unsqueeze(0).expand(self.n, -1, -1)
         return torch.baddbmm(self.bias, x, self.weight)
 
+    @torch.no_grad()
+    def orthogonal_(self, gains: float | Sequence[float], bias: float = 0.0) -> EnsembleLinear:
+        """Orthogonal init per member (PPO's init), with one gain per member or one for all."""
+        gains = [gains] * self.n if isinstance(gains, (int, float)) else list(gains)
+        for member, gain in zip(self.weight, gains, strict=True):
+            member.copy_(nn.init.orthogonal_(torch.empty(self.out_dim, self.in_dim), gain).T)
+        self.bias.fill_(bias)
+        return self
+
     def extra_repr(self) -> str:
         return f"n={self.n}, in_dim={self.in_dim}, out_dim={self.out_dim}"
 
@@ -65,10 +74,14 @@ class EnsembleMLP(nn.Module):
     """N MLPs of the same shape evaluated together: (B, in) or (N, B, in) -> (N, B, out)."""
 
     def __init__(self, n: int, in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256),
-                 act: str = "relu"):
+                 act: str = "relu", orthogonal: bool = False, out_gain: float | Sequence[float] = 1.0):
         super().__init__()
         dims = [in_dim, *hidden, out_dim]
         self.layers = nn.ModuleList(EnsembleLinear(n, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        if orthogonal:  # PPO's init: sqrt(2) on hidden layers, `out_gain` (per member) on the last
+            for layer in self.layers[:-1]:
+                layer.orthogonal_(math.sqrt(2))
+            self.layers[-1].orthogonal_(out_gain)
         self.act = activation(act)()
         self.n = n
 

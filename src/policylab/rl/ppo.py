@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from policylab.core.config import Config, param
-from policylab.core.nn import CategoricalHead, GaussianHead, adam, mlp
+from policylab.core.nn import CategoricalHead, EnsembleMLP, GaussianHead, adam
 from policylab.rl.returns import gae
 from policylab.rl.spaces import action_dim, is_discrete, obs_dim
 
@@ -66,10 +66,11 @@ class PPO:
         self.cfg, self.gamma = cfg, cfg.gamma
         self.discrete = is_discrete(act_space)
         n_obs, n_act = obs_dim(obs_space), action_dim(act_space)
-        self.actor = mlp(n_obs, n_act, cfg.hidden, cfg.activation, orthogonal=True, out_gain=0.01)
-        self.critic = mlp(n_obs, 1, cfg.hidden, cfg.activation, orthogonal=True, out_gain=1.0)
+        # Separate policy and value MLPs, evaluated together as a 2-member ensemble (one batched
+        # matmul per layer): member 0 outputs logits or means, member 1's first output is V(s).
+        self.nets = EnsembleMLP(2, n_obs, n_act, cfg.hidden, cfg.activation, orthogonal=True, out_gain=(0.01, 1.0))
         self.head = CategoricalHead() if self.discrete else GaussianHead(n_act)
-        params = [*self.actor.parameters(), *self.critic.parameters(), *self.head.parameters()]
+        params = [*self.nets.parameters(), *self.head.parameters()]
         self.optimizer = adam(params, cfg.lr, eps=1e-5)
         self.params = params
         self.low = None if self.discrete else act_space.low
@@ -77,8 +78,12 @@ class PPO:
         self.total_updates = total_updates
         self.updates = 0
 
+    def forward(self, obs: torch.Tensor) -> tuple[torch.distributions.Distribution, torch.Tensor]:
+        out = self.nets(obs)
+        return self.head(out[0]), out[1, ..., 0]
+
     def dist(self, obs: torch.Tensor) -> torch.distributions.Distribution:
-        return self.head(self.actor(obs))
+        return self.forward(obs)[0]
 
     def log_prob(self, dist: torch.distributions.Distribution, actions: torch.Tensor) -> torch.Tensor:
         return dist.log_prob(actions) if self.discrete else dist.log_prob(actions).sum(-1)
@@ -87,13 +92,13 @@ class PPO:
         return dist.entropy() if self.discrete else dist.entropy().sum(-1)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(obs).squeeze(-1)
+        return self.forward(obs)[1]
 
     @torch.no_grad()
     def policy_step(self, obs: torch.Tensor):
-        dist = self.dist(obs)
+        dist, value = self.forward(obs)
         action = dist.sample()
-        return action, self.log_prob(dist, action), self.value(obs)
+        return action, self.log_prob(dist, action), value
 
     def env_action(self, action: torch.Tensor) -> np.ndarray:
         # the Gaussian is unbounded; the env sees the clipped action, the loss the sampled one
@@ -136,13 +141,13 @@ class PPO:
 
     def _minibatch_step(self, obs, actions, old_logprobs, advantages, returns, clip) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        dist = self.dist(obs)
+        dist, values = self.forward(obs)
         logratio = self.log_prob(dist, actions) - old_logprobs
         ratio = logratio.exp()
         if cfg.normalize_advantages and advantages.numel() > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         policy_loss = clipped_surrogate_loss(logratio, advantages, clip)
-        value_loss = (self.value(obs) - returns).pow(2).mean()  # L^VF of eq. 9
+        value_loss = (values - returns).pow(2).mean()  # L^VF of eq. 9
         entropy = self.entropy(dist).mean()
         loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy  # eq. 9
         self.optimizer.zero_grad(set_to_none=True)
@@ -156,13 +161,12 @@ class PPO:
                 "entropy": entropy.detach(), "approx_kl": approx_kl, "clip_frac": clip_frac}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "head": self.head.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"nets": self.nets.state_dict(), "head": self.head.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
                 "updates": self.updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
+        self.nets.load_state_dict(state["nets"])
         self.head.load_state_dict(state["head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = state["updates"]
