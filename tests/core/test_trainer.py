@@ -155,3 +155,23 @@ def test_tensorboard_events_mirror_the_jsonl_when_installed(tmp_path):
     Trainer(Regression(RegressionConfig()), NoisySource(), cfg, run, tensorboard=True).fit()
     events = list((run.path / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_resume_with_another_config_is_refused_and_nothing_is_overwritten(tmp_path):
+    make_trainer(tmp_path, "cfg", 5).fit()
+    ckpt = list_checkpoints(tmp_path / "cfg" / "main" / "seed0" / "checkpoints")[-1]
+    before = ckpt.read_bytes()
+    other = make_trainer(tmp_path, "cfg", 10)
+    other.algo.cfg = RegressionConfig(lr=0.5)
+    with pytest.raises(CheckpointError, match=r"another config \(lr: 0.05 -> 0.5\)"):
+        other.fit()
+    assert ckpt.read_bytes() == before
+
+
+def test_resume_from_a_state_of_another_shape_is_a_clear_error(tmp_path):
+    make_trainer(tmp_path, "shape", 5).fit()
+    other = make_trainer(tmp_path, "shape", 10)
+    other.algo.model = torch.nn.Linear(4, 2)  # same algorithm name and config, different network
+    other.algo.opt = torch.optim.Adam(other.algo.model.parameters())
+    with pytest.raises(CheckpointError, match=r"its state does not fit this toy-regression \(RuntimeError"):
+        other.fit()

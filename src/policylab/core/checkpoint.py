@@ -64,7 +64,7 @@ def load_latest(folder: str | Path, algo: str | None = None) -> dict[str, Any] |
     errors = []
     for path in reversed(list_checkpoints(folder)):
         try:
-            return load_checkpoint(path, algo)
+            return {**load_checkpoint(path, algo), "path": str(path)}
         except CheckpointError as err:
             if "was written by algorithm" in str(err):
                 raise

@@ -37,7 +37,8 @@ def run_task(task: dict) -> dict[str, Any]:
     set_threads()
     importlib.import_module(task["module"])  # registers the experiment in this process
     exp: Experiment = EXPERIMENTS.get(task["experiment"])
-    run = RunDir(task["runs_root"], exp.id, task["arm"], task["seed"])
+    # one folder per budget: a full run must never resume from a quick run's checkpoints
+    run = RunDir(task["runs_root"], f"{exp.id}-{task['budget']}", task["arm"], task["seed"])
     start = time.perf_counter()
     result = exp.run_arm(task["arm"], task["seed"], task["budget"], run)
     return {"arm": task["arm"], "seed": task["seed"], **asdict(result),

@@ -17,7 +17,7 @@ import torch
 
 from policylab.core.checkpoint import list_checkpoints, load_latest, save_checkpoint
 from policylab.core.config import Config, param, to_dict
-from policylab.core.errors import NonFiniteLossError
+from policylab.core.errors import CheckpointError, NonFiniteLossError
 from policylab.core.run import MetricLogger, RunDir, progress_bar, truncate_metrics
 from policylab.core.seeding import rng_state, set_rng_state
 
@@ -83,9 +83,21 @@ class Trainer:
         payload = load_latest(self.run.checkpoints, self.algo.name)
         if payload is None:
             return
-        state = payload["state"]
-        self.algo.load_state_dict(state["algo"])
-        self.source.load_state_dict(state["source"])
+        state, path = payload["state"], payload["path"]
+        saved, current = state.get("config", {}), to_dict(self.algo.cfg)
+        changed = [k for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+        if changed:
+            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:4])
+            raise CheckpointError(f"cannot resume from {path}: it was trained with another config ({diffs}); "
+                                  f"use another run name or remove {self.run.path}")
+        try:
+            self.algo.load_state_dict(state["algo"])
+            self.source.load_state_dict(state["source"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+            raise CheckpointError(f"cannot resume from {path}: its state does not fit this {self.algo.name} "
+                                  f"({type(err).__name__}: {reason}); use another run name or remove "
+                                  f"{self.run.path}") from None
         set_rng_state(state["rng"])
         self.step = payload["step"]
         self.elapsed = state["trainer"]["elapsed"]
