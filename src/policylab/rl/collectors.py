@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from policylab.core.config import Config, param
 from policylab.envs.vector import VectorEnv
 from policylab.rl.buffer import ReplayBuffer
 from policylab.rl.spaces import ActionScaler, action_dim, obs_dim
@@ -75,6 +77,28 @@ class RolloutCollector:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.envs.load_state_dict(state["envs"])
         self.env_steps = state["env_steps"]
+
+
+@dataclass(frozen=True)
+class ReplayConfig(Config):
+    """Fields every replay-based method shares; SAC and TD3 extend it with their own."""
+
+    num_envs: int = param(1, gt=0)
+    """Parallel environments (one env step each per update)."""
+    buffer_size: int = param(1_000_000, gt=0)
+    """Replay capacity."""
+    batch_size: int = param(256, gt=0)
+    """Transitions per update."""
+    learning_starts: int = param(5000, ge=0)
+    """Uniform-random steps before learning."""
+    lr: float = param(3e-4, gt=0)
+    """Adam learning rate of every network."""
+    gamma: float = param(0.99, ge=0, le=1)
+    """Discount factor."""
+    tau: float = param(0.005, gt=0, le=1)
+    """Target-network Polyak rate."""
+    hidden: tuple[int, ...] = param((256, 256), gt=0)
+    """Hidden sizes of actor and critics."""
 
 
 class ReplayCollector:

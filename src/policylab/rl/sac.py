@@ -12,35 +12,20 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from policylab.core.config import Config, param
+from policylab.core.config import param
 from policylab.core.nn import EnsembleMLP, TanhGaussianHead, adam, mlp, soft_update
+from policylab.rl.collectors import ReplayConfig
 from policylab.rl.spaces import ActionScaler, action_dim, obs_dim, require_box
 
 
 @dataclass(frozen=True)
-class SACConfig(Config):
-    num_envs: int = param(1, gt=0)
-    """Parallel environments (one env step each per update)."""
-    buffer_size: int = param(1_000_000, gt=0)
-    """Replay capacity."""
-    batch_size: int = param(256, gt=0)
-    """Transitions per update."""
-    learning_starts: int = param(5000, ge=0)
-    """Uniform-random steps before learning."""
-    lr: float = param(3e-4, gt=0)
-    """Adam learning rate for actor, critics and temperature."""
-    gamma: float = param(0.99, ge=0, le=1)
-    """Discount factor."""
-    tau: float = param(0.005, gt=0, le=1)
-    """Target-network Polyak rate."""
+class SACConfig(ReplayConfig):
     init_alpha: float = param(1.0, gt=0)
     """Initial temperature."""
     autotune: bool = True
     """Learn the temperature towards the target entropy (eq. 18)."""
     target_entropy_scale: float = param(1.0, gt=0)
     """Target entropy = -scale * action dims."""
-    hidden: tuple[int, ...] = param((256, 256), gt=0)
-    """Hidden sizes of actor and critics."""
     num_critics: int = param(2, ge=1)
     """Size of the Q ensemble (clipped double-Q uses the min)."""
 

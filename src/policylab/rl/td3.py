@@ -10,27 +10,16 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from policylab.core.config import Config, param
+from policylab.core.config import param
 from policylab.core.nn import EnsembleMLP, adam, mlp, soft_update
+from policylab.rl.collectors import ReplayConfig
 from policylab.rl.spaces import ActionScaler, action_dim, obs_dim, require_box
 
 
 @dataclass(frozen=True)
-class TD3Config(Config):
-    num_envs: int = param(1, gt=0)
-    """Parallel environments (one env step each per update)."""
-    buffer_size: int = param(1_000_000, gt=0)
-    """Replay capacity."""
-    batch_size: int = param(256, gt=0)
-    """Transitions per update."""
+class TD3Config(ReplayConfig):
     learning_starts: int = param(25_000, ge=0)
     """Uniform-random steps before learning (the authors' start_timesteps)."""
-    lr: float = param(3e-4, gt=0)
-    """Adam learning rate for actor and critics."""
-    gamma: float = param(0.99, ge=0, le=1)
-    """Discount factor."""
-    tau: float = param(0.005, gt=0, le=1)
-    """Target-network Polyak rate."""
     exploration_noise: float = param(0.1, ge=0)
     """Std of the Gaussian exploration noise, in units of the action half-range."""
     policy_noise: float = param(0.2, ge=0)
@@ -39,8 +28,6 @@ class TD3Config(Config):
     """Clip of the smoothing noise."""
     policy_delay: int = param(2, gt=0)
     """Critic updates per actor and target update (section 5.2)."""
-    hidden: tuple[int, ...] = param((256, 256), gt=0)
-    """Hidden sizes of actor and critics."""
 
 
 class TD3:
