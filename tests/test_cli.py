@@ -129,3 +129,11 @@ def test_malformed_flag_values_exit_non_zero_without_traceback(tmp_path, flag):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not any(Path(tmp_path).rglob("*.pt"))
+
+
+def test_train_help_lists_the_algorithms_config_flags(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "sac", "--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    assert "--steps" in out and "--init-alpha" in out and "--learning-starts" in out

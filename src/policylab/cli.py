@@ -56,6 +56,12 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     from policylab.core.seeding import set_threads
     from policylab.envs.factory import check_env_id
 
+    if args.help or not args.algo:
+        print(args.train_help)
+        if not args.algo:
+            print(f"algorithms: {', '.join(ALGORITHMS.names())}")
+            return 0 if args.help else 2
+        tyro.cli(ALGORITHMS.get(args.algo).config, args=["--help"], prog=f"policylab train {args.algo} [config flags]")
     spec = ALGORITHMS.get(args.algo)
     env_id = check_env_id(args.env or spec.default_env)
     if args.steps <= 0:
@@ -137,10 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list algorithms, experiments, environments or datasets")
     p.add_argument("what", nargs="?", default="all",
                    choices=["all", "algorithms", "experiments", "environments", "datasets"])
-    p = sub.add_parser("train", help="train one algorithm; extra --flags set its config fields",
+    p = sub.add_parser("train", help="train one algorithm; extra --flags set its config fields", add_help=False,
                        epilog="Config flags follow the algorithm name, e.g. `policylab train ppo --lr 0.001`; "
                               "`policylab train ppo --help` lists them.")
-    p.add_argument("algo")
+    p.add_argument("-h", "--help", action="store_true", help="show this help and the algorithm's config flags")
+    parser.train_parser = p  # its help is printed above the algorithm's config flags
+    p.add_argument("algo", nargs="?")
     p.add_argument("--env", default=None, help="environment id (default: the algorithm's)")
     p.add_argument("--steps", type=int, default=100_000, help="environment steps")
     p.add_argument("--seconds", type=float, default=None, help="optional wall-clock budget")
@@ -168,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # `train` passes unknown flags on to the algorithm's config (tyro); other commands reject them
     args, rest = parser.parse_known_args(argv)
+    if args.command == "train":
+        args.train_help = parser.train_parser.format_help()
     if rest and args.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
