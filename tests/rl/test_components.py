@@ -124,3 +124,19 @@ def test_sac_refuses_discrete_actions():
 def test_zero_steps_are_refused():
     with pytest.raises(ConfigError, match="steps = 0 is not allowed"):
         build_online(PPO, PPOConfig(), "CartPole-v1", 0, 0)
+
+
+def test_point_reach_rewards_distance_and_truncates_at_the_horizon():
+    from policylab.envs import make_env
+
+    env = make_env("PointReach-v0")
+    obs, _ = env.reset(seed=1)
+    position, target = obs
+    direction = np.sign(target - position)
+    _, reward, terminated, truncated, _ = env.step(np.array([direction]))
+    assert reward == pytest.approx(-abs(position + 0.1 * direction - target), abs=1e-6)
+    steps = 1
+    while not (terminated or truncated):
+        _, _, terminated, truncated, _ = env.step(np.array([0.0]))
+        steps += 1
+    assert steps == 50 and truncated and not terminated
