@@ -71,7 +71,8 @@ def test_checkpoint_of_another_algorithm_and_truncated_checkpoint(capsys, tmp_pa
     checkpoints = sorted(folder.glob("*.pt"))
     assert checkpoints
     before = {p: p.read_bytes() for p in checkpoints}
-    fails(capsys, ["train", "sac", "--run-name", "shared", "--runs-root", str(tmp_path), "--steps", "300"],
+    fails(capsys, ["train", "sac", "--run-name", "shared", "--runs-root", str(tmp_path), "--steps", "300",
+                   "--learning-starts", "100"],
           r"was written by algorithm 'ppo', cannot load it into 'sac'")
     assert {p: p.read_bytes() for p in sorted(folder.glob("*.pt"))} == before
 

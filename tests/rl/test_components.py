@@ -118,7 +118,7 @@ def test_actor_loss_leaves_no_gradient_in_critics_and_every_net_moves(algo_cls, 
 
 def test_sac_refuses_discrete_actions():
     with pytest.raises(ConfigError, match="sac needs a continuous"):
-        build_online(SAC, SACConfig(), "CartPole-v1", 0, 100)
+        build_online(SAC, SACConfig(learning_starts=10), "CartPole-v1", 0, 100)
 
 
 def test_zero_steps_are_refused():
@@ -140,3 +140,8 @@ def test_point_reach_rewards_distance_and_truncates_at_the_horizon():
         _, _, terminated, truncated, _ = env.step(np.array([0.0]))
         steps += 1
     assert steps == 50 and truncated and not terminated
+
+
+def test_a_warm_up_longer_than_the_budget_is_refused():
+    with pytest.raises(ConfigError, match="learning_starts = 25000 is not allowed with steps = 2000"):
+        build_online(TD3, TD3Config(), "Pendulum-v1", 0, 2000)

@@ -8,7 +8,7 @@ import pytest
 
 from policylab.envs.factory import make_env
 from policylab.experiments.quickstart import CARTPOLE_PPO, PENDULUM_SAC
-from policylab.rl import PPO, SAC, PPOConfig, train_online
+from policylab.rl import PPO, SAC, TD3, PPOConfig, TD3Config, train_online
 from policylab.rl.evaluate import RandomAgent, evaluate_policy
 
 EPISODES = 20
@@ -48,3 +48,14 @@ def test_ppo_with_gaussian_actions_learns_point_reach():
     baseline = random_return("PointReach-v0")
     optimum = -2 / 3 / 0.2
     assert trained > (baseline + optimum) / 2, f"PPO reached {trained:.1f} (random {baseline:.1f})"
+
+
+@pytest.mark.slow
+def test_td3_learns_pendulum():
+    # the SAC test's budget and threshold, the Zoo's gamma for TD3 on Pendulum, fixed before the run
+    cfg = TD3Config(lr=1e-3, learning_starts=1000, hidden=(64, 64), gamma=0.98)
+    summary = train_online(TD3, cfg, env_id="Pendulum-v1", seed=0, steps=15_000, eval_episodes=0, progress=False)
+    trained = evaluate_policy(summary["algorithm"], "Pendulum-v1", EPISODES, EVAL_SEED)["return"]
+    baseline = random_return("Pendulum-v1")
+    assert trained > -250, f"TD3 reached {trained:.1f} on Pendulum-v1 (random: {baseline:.1f})"
+    assert trained > baseline + 500

@@ -26,6 +26,9 @@ def build_online(algo_cls: type, cfg: Config, env_id: str, seed: int, env_steps:
     if on_policy:
         updates = max(env_steps // (cfg.num_envs * cfg.rollout_steps), 1)
     else:
+        if cfg.learning_starts >= env_steps:
+            raise ConfigError(f"learning_starts = {cfg.learning_starts} is not allowed with steps = {env_steps}: "
+                              "the random warm-up must end before the budget does")
         updates = max(math.ceil((env_steps - cfg.learning_starts) / cfg.num_envs), 1)
     algo = algo_cls(envs.single_observation_space, envs.single_action_space, cfg, total_updates=updates)
     if on_policy:
