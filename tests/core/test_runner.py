@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import tempfile
 
 import pytest
 
@@ -13,6 +16,21 @@ from policylab.core.runner import execute, ray_session, run_task
 from policylab.experiments import selftest  # noqa: F401  (registers it)
 
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+@pytest.fixture
+def ray_alone():
+    """One Ray test at a time on this machine, whichever xdist worker runs it.
+
+    Two local Ray instances starting together race on Ray's shared auth-token file
+    (~/.ray/auth_token), and a driver joining a cluster then waits forever for its GCS.
+    """
+    with open(os.path.join(tempfile.gettempdir(), "policylab-ray-tests.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def run_selftest(tmp_path, backend, workers):
@@ -37,7 +55,8 @@ def test_backends_agree_value_for_value(tmp_path):
 
 
 @pytest.mark.xdist_group("ray")
-def test_ray_backend_matches_local_and_listens_on_loopback_only(tmp_path):
+@pytest.mark.timeout(240)
+def test_ray_backend_matches_local_and_listens_on_loopback_only(tmp_path, ray_alone):
     import psutil  # installed with the ray extra by `make test`; a missing one is a failure
 
     exp, local = run_selftest(tmp_path, "local", 1)
@@ -73,9 +92,9 @@ def test_bad_backend_workers_and_budget_are_refused(tmp_path):
 
 
 @pytest.mark.xdist_group("ray")
-def test_ray_backend_joins_a_running_cluster_by_address(tmp_path):
+@pytest.mark.timeout(240)
+def test_ray_backend_joins_a_running_cluster_by_address(tmp_path, ray_alone):
     """`--address` takes the code path a real cluster takes: a head started by `ray start`."""
-    import os
     import socket
     import subprocess
     import sys
