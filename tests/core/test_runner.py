@@ -95,24 +95,46 @@ def test_bad_backend_workers_and_budget_are_refused(tmp_path):
 @pytest.mark.timeout(240)
 def test_ray_backend_joins_a_running_cluster_by_address(tmp_path, ray_alone):
     """`--address` takes the code path a real cluster takes: a head started by `ray start`."""
+    import signal
     import socket
     import subprocess
     import sys
+    import time
     from pathlib import Path
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keep the test head on loopback
+    # a loopback head for this test alone: no auth token, so it never touches ~/.ray/auth_token
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    subprocess.run([ray_cli, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                    "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
-                   env=env, check=True, capture_output=True, timeout=180)
+    # --block keeps `ray start` in the foreground and takes its processes down when it exits, so
+    # the test stops its own head only, never another Ray on the machine (as `ray stop` would)
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+                             "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
+                             "--disable-usage-stats"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert head.poll() is None, f"ray start exited with {head.returncode}"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Ray head did not open its port within 120 s"
+                time.sleep(0.5)
         exp, local = run_selftest(tmp_path, "local", 1)
         joined = execute(exp, "quick", exp.select_seeds("quick"), backend="ray", workers=2,
                          address=f"127.0.0.1:{port}", runs_root=tmp_path / "cluster-runs", progress=False)
         assert [(r["arm"], r["seed"], r["value"]) for r in joined] == \
             [(r["arm"], r["seed"], r["value"]) for r in local]
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        pointer = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # left behind by --block
+        if pointer.exists() and pointer.read_text().strip().endswith(f":{port}"):
+            pointer.unlink()

@@ -72,10 +72,16 @@ def _run_local(tasks: list[dict], workers: int, on_done: Callable[[dict], None])
 _RAY_LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
+def _is_loopback(address: str) -> bool:
+    host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 @contextlib.contextmanager
 def ray_session(workers: int, address: str | None = None) -> Iterator[Any]:
     """Start Ray on loopback with `workers` CPUs (or join `address`); shut down what we started."""
-    if not address:
+    local = not address or _is_loopback(address)
+    if local:  # a driver joining a loopback head must also take 127.0.0.1 as its node address
         os.environ.update(_RAY_LOCAL_ONLY)
     try:
         import ray
@@ -85,9 +91,10 @@ def ray_session(workers: int, address: str | None = None) -> Iterator[Any]:
         yield ray
         return
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, **({"_node_ip_address": "127.0.0.1"} if local else {}))
     else:
-        ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1",
+        # address="local": a new Ray of our own, even where a `ray start` cluster runs on this machine
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1",
                  log_to_driver=False, configure_logging=False)
     try:
         yield ray
