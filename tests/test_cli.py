@@ -138,3 +138,28 @@ def test_train_help_lists_the_algorithms_config_flags(capsys):
     out = capsys.readouterr().out
     assert info.value.code == 0
     assert "--steps" in out and "--init-alpha" in out and "--learning-starts" in out
+
+
+def test_sigterm_stops_a_parallel_run_and_its_workers(tmp_path):
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "policylab", "run", "quickstart", "--budget", "quick",
+                             "--workers", "2", "--results", str(tmp_path / "results"),
+                             "--runs-root", str(tmp_path / "runs")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "runs").rglob("metrics.jsonl")):  # a worker is training
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+        time.sleep(0.2)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) >= 2
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, f"workers left running: {[p.pid for p in alive]}"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -171,8 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # so that `kill` cleans up like Ctrl-C
     parser = build_parser()
     # `train` passes unknown flags on to the algorithm's config (tyro); other commands reject them
     args, rest = parser.parse_known_args(argv)

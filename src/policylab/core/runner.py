@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -57,12 +56,17 @@ def _run_local(tasks: list[dict], workers: int, on_done: Callable[[dict], None])
             on_done(results[-1])
         return results
     results = []
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = [pool.submit(run_task, task) for task in tasks]
-        for future in as_completed(futures):
-            results.append(future.result())
-            on_done(results[-1])
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker)
+    try:
+        for result in pool.imap_unordered(run_task, tasks):
+            results.append(result)
+            on_done(result)
+        pool.close()
+    except BaseException:
+        pool.terminate()  # an interrupted run takes its workers down with it; checkpoints remain
+        raise
+    finally:
+        pool.join()
     return results
 
 
