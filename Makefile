@@ -14,7 +14,7 @@ $(PY):
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,bench]"
+	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,bench,lm]"
 	touch $@
 
 install: $(VENV)/.installed

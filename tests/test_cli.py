@@ -28,11 +28,22 @@ def fails(capsys, argv, pattern):
 
 def test_unknown_names_list_the_known_ones(capsys, tmp_path):
     fails(capsys, ["train", "ppp", "--runs-root", str(tmp_path)],
-          r"unknown algorithm 'ppp'; did you mean 'ppo'\? known: ppo, sac, td3")
+          r"unknown algorithm 'ppp'; did you mean 'ppo'\? known: dapo, .*grpo.*ppo, sac, td3")
     fails(capsys, ["train", "ppo", "--env", "CartPol-v1", "--runs-root", str(tmp_path)],
           r"unknown environment 'CartPol-v1'; did you mean 'CartPole-v1'")
     fails(capsys, ["run", "quickstrat", "--results", str(tmp_path)],
           r"unknown experiment 'quickstrat'; did you mean 'quickstart'\? known: .*quickstart")
+
+
+def test_language_model_algorithms_take_tasks(capsys, tmp_path):
+    fails(capsys, ["train", "grpo", "--task", "gdc", "--runs-root", str(tmp_path)],
+          r"unknown task 'gdc'; did you mean 'gcd'\? known: count_bits, gcd, lcm")
+    fails(capsys, ["train", "grpo", "--env", "CartPole-v1", "--runs-root", str(tmp_path)], r"use --task")
+    fails(capsys, ["train", "ppo", "--task", "gcd", "--runs-root", str(tmp_path)], r"use --env")
+    fails(capsys, ["train", "grpo", "--task", "gcd", "--advantage", "gpro", "--runs-root", str(tmp_path)],
+          r"GRPOConfig.advantage = 'gpro' is not allowed: known advantage transforms: .*grpo")
+    fails(capsys, ["lm", "pretrain", "--name", "huge"], r"unknown base model 'huge'.* known: tiny-mix, tiny-test")
+    fails(capsys, ["lm", "pretrain", "--task", "gdc"], r"unknown task 'gdc'")
 
 
 def test_budgets_must_be_positive(capsys, tmp_path):

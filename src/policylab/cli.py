@@ -22,6 +22,7 @@ console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)
 def load_registries() -> None:
     """Import the packages whose modules register algorithms, environments and experiments."""
     import policylab.experiments  # noqa: F401
+    import policylab.lm  # noqa: F401
     import policylab.rl  # noqa: F401
 
 
@@ -65,9 +66,20 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
             return 0 if args.help else 2
         tyro.cli(ALGORITHMS.get(args.algo).config, args=["--help"], prog=f"policylab train {args.algo} [config flags]")
     spec = ALGORITHMS.get(args.algo)
-    env_id = check_env_id(args.env or spec.default_env)
-    if args.steps <= 0:
-        raise PolicylabError(f"--steps = {args.steps} is not allowed: must be > 0")
+    if spec.pillar == "lm":
+        from policylab.lm.tasks import get_task
+
+        if args.env:
+            raise PolicylabError(f"{args.algo} trains on a task, not an environment: use --task (e.g. --task gcd)")
+        env_id = args.task or spec.default_env
+        get_task(env_id)  # unknown task names fail here, listing the known ones
+    else:
+        if args.task:
+            raise PolicylabError(f"{args.algo} trains on an environment, not a task: use --env")
+        env_id = check_env_id(args.env or spec.default_env)
+    steps = spec.default_steps if args.steps is None else args.steps
+    if steps <= 0:
+        raise PolicylabError(f"--steps = {steps} is not allowed: must be > 0")
     if args.seconds is not None and args.seconds <= 0:
         raise PolicylabError(f"--seconds = {args.seconds} is not allowed: must be > 0")
     base = spec.config()
@@ -79,15 +91,49 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     set_threads()
     name = args.run_name or f"{args.algo}-{env_id}"
     run = RunDir(args.runs_root, name, "main", args.seed)
-    summary = spec.train(cfg, env_id=env_id, seed=args.seed, steps=args.steps, run=run,
+    summary = spec.train(cfg, env_id=env_id, seed=args.seed, steps=steps, run=run,
                          max_seconds=args.seconds, progress=None)
     table = Table("", "value", title=f"{args.algo} on {env_id}, seed {args.seed}")
     table.add_row("updates", str(summary["steps"]))
-    table.add_row("environment steps", str(summary.get("env_steps", "")))
+    if "env_steps" in summary:
+        table.add_row("environment steps", str(summary["env_steps"]))
+    if "samples" in summary:
+        table.add_row("sampled responses", str(summary["samples"]))
+    for key, value in summary.get("initial_eval", {}).items():
+        table.add_row(f"{key} (before)", f"{value:.4g}")
     for key, value in summary["eval"].items():
         table.add_row(key, f"{value:.4g}")
     table.add_row("run directory", str(run.path))
     console.print(table)
+    return 0
+
+
+def _lm(args: argparse.Namespace) -> int:
+    from policylab.core.seeding import set_threads
+    from policylab.lm.pretrain import BASE_MODELS, base_model_path, load_base, pretrain
+    from policylab.lm.tasks import get_task
+
+    set_threads()
+    recipe = BASE_MODELS.get(args.name)
+    changes = {k: v for k, v in (("task", args.task), ("seed", args.seed), ("max_steps", args.steps),
+                                 ("target_pass", args.target_pass)) if v is not None}
+    if changes:
+        get_task(changes.get("task", recipe.task))
+        recipe = recipe.replace(**changes)
+    label = args.name if not changes else recipe
+    path = pretrain(label, progress=None, force=args.force)
+    _, _, meta = load_base(path)
+    table = Table("", "value", title=f"base model {args.name}" + (" (modified recipe)" if changes else ""))
+    table.add_row("file", str(base_model_path(label)))
+    table.add_row("task", recipe.task)
+    table.add_row("updates", f"{meta['steps']} (stopped by {meta['stopped_by']})")
+    table.add_row("validation pass rate (greedy)", f"{meta['val_pass']:.3f}")
+    for key, value in meta["test"].items():
+        table.add_row(f"test {key}", f"{value:.3f}")
+    console.print(table)
+    if not 0.1 <= meta["test"]["greedy_acc"] <= 0.6:
+        console.print(f"note: held-out pass rate {meta['test']['greedy_acc']:.2f} is outside 10-60%; "
+                      "RL experiments want room above the base")
     return 0
 
 
@@ -152,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.train_parser = p  # its help is printed above the algorithm's config flags
     p.add_argument("algo", nargs="?")
     p.add_argument("--env", default=None, help="environment id (default: the algorithm's)")
-    p.add_argument("--steps", type=int, default=100_000, help="environment steps")
+    p.add_argument("--steps", type=int, default=None,
+                   help="environment steps (online RL, default 100000) or updates (language models, default 200)")
+    p.add_argument("--task", default=None, help="task or task mix for language-model algorithms (default: mix)")
     p.add_argument("--seconds", type=float, default=None, help="optional wall-clock budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-name", default=None)
@@ -168,6 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster address (default: start Ray locally)")
     p.add_argument("--results", default="results")
     p.add_argument("--runs-root", default="runs")
+    p = sub.add_parser("lm", help="language-model tools: `lm pretrain` builds a base model")
+    lm_sub = p.add_subparsers(dest="lm_command", required=True)
+    p = lm_sub.add_parser("pretrain", help="supervised warm start of the tiny GPT into a cached base model")
+    p.add_argument("--name", default="tiny-mix", help="base-model recipe (tiny-mix, tiny-test)")
+    p.add_argument("--task", default=None, help="task or mix, e.g. gcd or gcd,lcm or mix (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="most updates (stops earlier at the target pass rate)")
+    p.add_argument("--target-pass", type=float, default=None, help="validation pass rate that ends training")
+    p.add_argument("--force", action="store_true", help="retrain even when the cached model exists")
     p = sub.add_parser("report", help="re-render a results JSON into its markdown table and plot")
     p.add_argument("results_json")
     return parser
@@ -196,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args, rest)
         if args.command == "run":
             return _run(args)
+        if args.command == "lm":
+            return _lm(args)
         return _report(args)
     except PolicylabError as err:
         print(f"policylab: error: {err}", file=sys.stderr)

@@ -20,3 +20,5 @@ class AlgorithmSpec:
     default_env: str = ""
     algorithm: type | None = None
     """The algorithm class, for rebuilding a saved policy from its file."""
+    default_steps: int = 100_000
+    """`policylab train`'s --steps default: environment steps online, updates for language models."""

@@ -44,6 +44,9 @@ class Config:
         if not _DEFERRED.get():
             validate(self)
 
+    def check(self) -> None:
+        """Rules across fields or against registries; `validate` calls it after the field checks."""
+
     def replace(self: C, **changes: Any) -> C:
         return from_dict(type(self), changes, base=self)
 
@@ -55,6 +58,7 @@ def validate(cfg: C) -> C:
         value = _coerce(cfg, field.name, getattr(cfg, field.name), hints.get(field.name))
         object.__setattr__(cfg, field.name, value)
         _check_bounds(cfg, field, value)
+    cfg.check()
     return cfg
 
 

@@ -67,9 +67,12 @@ Callback = Callable[[str, int, "Trainer"], None]
 class Trainer:
     def __init__(self, algo: Algorithm, source: BatchSource, cfg: TrainerConfig,
                  run: RunDir | None = None, evaluate: Callable[[Algorithm], dict[str, float]] | None = None,
-                 callbacks: tuple[Callback, ...] = (), tensorboard: bool = True):
+                 callbacks: tuple[Callback, ...] = (), tensorboard: bool = True,
+                 stop_when: Callable[[dict[str, float]], bool] | None = None):
         self.algo, self.source, self.cfg, self.run = algo, source, cfg, run
         self.evaluate_fn = evaluate
+        self.stop_when = stop_when
+        """Called with each evaluation's result; True ends the run there (e.g. a target pass rate)."""
         self.callbacks = callbacks
         self.step = 0
         self.elapsed = 0.0
@@ -182,13 +185,17 @@ class Trainer:
                     if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
                         self._evaluate(logger)
                         tick = time.perf_counter()  # evaluation time is not training time
+                        if self.stop_when is not None and self.stop_when(self.last_eval):
+                            stopped = "target"
+                            break
                     if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                         self._flush(logger)
                         self._checkpoint()
                         tick = time.perf_counter()
                 self._flush(logger)
                 bar.update(task, completed=self.step)
-            self._evaluate(logger)
+            if stopped != "target":  # the stopping evaluation is the final one
+                self._evaluate(logger)
             self._checkpoint()
         finally:
             logger.close()

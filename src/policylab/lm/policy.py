@@ -1,0 +1,242 @@
+"""Causal language-model policies behind one interface: a tiny GPT written here and any HF causal LM.
+
+Both take a padded batch (`attention_mask` over every key so far, `position_ids` counted over real
+tokens only, so left-padded prompts line up) and return logits and final hidden states; both keep
+a KV cache for generation. `response_outputs` gives what every RL loss needs: per-token
+log-probs, entropies and (on request) logits and hidden states of the response tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from policylab.core.config import Config, param
+from policylab.core.errors import ConfigError, NonFiniteLossError
+
+
+@dataclass
+class StepOutput:
+    logits: torch.Tensor
+    """[B, T, V] (or [B, 1, V] with last_only)."""
+    hidden: torch.Tensor | None
+    """[B, T, D] final hidden states (after the last norm), when asked for."""
+    cache: Any
+
+
+@dataclass
+class ResponseOutputs:
+    logprobs: torch.Tensor
+    """[B, R] log pi(token_t | context) of the response tokens."""
+    entropy: torch.Tensor | None
+    """[B, R] entropy of the predictive distribution at each response token."""
+    logits: torch.Tensor | None = None
+    """[B, R, V], when asked for."""
+    hidden: torch.Tensor | None = None
+    """[B, R, D] hidden state that predicted each response token, when asked for."""
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class CausalPolicy(nn.Module):
+    """Shared interface; subclasses implement `step`, `new_cache`, `reorder_cache`."""
+
+    max_length: int
+    vocab_size: int
+
+    def step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+             cache: Any = None, last_only: bool = False, want_hidden: bool = False) -> StepOutput:
+        raise NotImplementedError
+
+    def new_cache(self, batch: int, max_len: int) -> Any:
+        return None
+
+    def reorder_cache(self, cache: Any, index: torch.Tensor) -> Any:
+        raise NotImplementedError
+
+    def response_outputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
+                         temperature: float = 1.0, want_entropy: bool = True, want_logits: bool = False,
+                         want_hidden: bool = False) -> ResponseOutputs:
+        """Outputs for the tokens after column `prompt_len` of [left-padded prompt | response] rows."""
+        if input_ids.shape[1] > self.max_length:
+            raise ConfigError(f"sequence length {input_ids.shape[1]} exceeds the model's context of "
+                              f"{self.max_length} tokens")
+        out = self.step(input_ids, attention_mask, position_ids_from_mask(attention_mask), want_hidden=want_hidden)
+        logits = out.logits[:, prompt_len - 1:-1].float()
+        if temperature != 1.0:
+            logits = logits / temperature
+        logp_all = torch.log_softmax(logits, dim=-1)
+        targets = input_ids[:, prompt_len:]
+        logprobs = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1) if want_entropy else None
+        hidden = out.hidden[:, prompt_len - 1:-1] if want_hidden else None
+        return ResponseOutputs(logprobs, entropy, logits if want_logits else None, hidden)
+
+
+# -- the tiny GPT --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TinyGPTConfig(Config):
+    vocab_size: int = param(98, gt=0)
+    """Token ids 0..vocab_size-1 (the char tokenizer has 98)."""
+    block_size: int = param(64, gt=0)
+    """Context length: prompt plus response."""
+    n_layer: int = param(4, gt=0)
+    n_head: int = param(4, gt=0)
+    d_model: int = param(128, gt=0)
+    """Width; must be divisible by n_head."""
+
+    def check(self) -> None:
+        if self.d_model % self.n_head:
+            raise ConfigError(f"TinyGPTConfig.d_model = {self.d_model} is not allowed: must be divisible by "
+                              f"n_head = {self.n_head}")
+
+
+class KVCache:
+    """Preallocated keys and values [layer, B, H, max_len, head_dim]; `length` tokens are filled."""
+
+    def __init__(self, cfg: TinyGPTConfig, batch: int, max_len: int, dtype: torch.dtype, device: torch.device):
+        shape = (cfg.n_layer, batch, cfg.n_head, max_len, cfg.d_model // cfg.n_head)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.length = 0
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TinyGPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, 4 * cfg.d_model), nn.GELU(),
+                                 nn.Linear(4 * cfg.d_model, cfg.d_model))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: KVCache | None, layer: int) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.n_head, D // self.n_head).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            start = cache.length
+            cache.k[layer, :, :, start:start + T] = k
+            cache.v[layer, :, :, start:start + T] = v
+            k, v = cache.k[layer, :, :, :start + T], cache.v[layer, :, :, :start + T]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, D))
+        return x + self.mlp(self.ln2(x))
+
+
+class TinyGPT(CausalPolicy):
+    """Pre-LN decoder with learned positions, tied input/output embeddings and a KV cache."""
+
+    def __init__(self, cfg: TinyGPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.max_length, self.vocab_size = cfg.block_size, cfg.vocab_size
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.apply(self._init)
+        for block in self.blocks:  # GPT-2's scaled init of the residual projections
+            nn.init.normal_(block.proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layer))
+            nn.init.normal_(block.mlp[2].weight, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        weight = self.wte.weight
+        return KVCache(self.cfg, batch, max_len, weight.dtype, weight.device)
+
+    def reorder_cache(self, cache: KVCache, index: torch.Tensor) -> KVCache:
+        cache.k = cache.k.index_select(1, index)
+        cache.v = cache.v.index_select(1, index)
+        return cache
+
+    def step(self, input_ids, attention_mask, position_ids, cache=None, last_only=False, want_hidden=False):
+        B, T = input_ids.shape
+        past = cache.length if cache is not None else 0
+        if past + T > self.max_length:
+            raise ConfigError(f"sequence length {past + T} exceeds the model's context of {self.max_length} tokens")
+        keys = attention_mask[:, :past + T].bool()
+        # query i (absolute position past+i) sees real keys j <= past+i, and always itself so that
+        # rows of left padding are never fully masked (their outputs are ignored)
+        rows = torch.arange(past, past + T, device=input_ids.device)
+        cols = torch.arange(past + T, device=input_ids.device)
+        causal = cols[None, :] <= rows[:, None]
+        mask = (causal[None] & keys[:, None, :]) | (cols[None, None, :] == rows[None, :, None])
+        x = self.wte(input_ids) + self.wpe(position_ids)
+        mask = mask[:, None]
+        for layer, block in enumerate(self.blocks):
+            x = block(x, mask, cache, layer)
+        if cache is not None:
+            cache.length = past + T
+        if last_only:
+            x = x[:, -1:]
+        hidden = self.ln_f(x)
+        logits = hidden @ self.wte.weight.t()
+        return StepOutput(logits, hidden if want_hidden else None, cache)
+
+
+# -- Hugging Face adapter ------------------------------------------------------------------------
+
+class HFPolicy(CausalPolicy):
+    """Any `AutoModelForCausalLM`; its own cache object (DynamicCache) carries the keys and values."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        config = model.config
+        self.vocab_size = int(config.vocab_size)
+        self.max_length = int(getattr(config, "max_position_embeddings", None) or config.n_positions)
+
+    @classmethod
+    def from_pretrained(cls, path: str, **kwargs: Any) -> HFPolicy:
+        from transformers import AutoModelForCausalLM
+
+        return cls(AutoModelForCausalLM.from_pretrained(path, **kwargs))
+
+    @classmethod
+    def from_config(cls, config: Any, seed: int = 0) -> HFPolicy:
+        from transformers import AutoModelForCausalLM
+
+        torch.manual_seed(seed)
+        return cls(AutoModelForCausalLM.from_config(config))
+
+    def step(self, input_ids, attention_mask, position_ids, cache=None, last_only=False, want_hidden=False):
+        kwargs: dict[str, Any] = {}
+        if last_only:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=cache, use_cache=cache is not None or last_only,
+                         output_hidden_states=want_hidden, **kwargs)
+        hidden = out.hidden_states[-1] if want_hidden else None
+        return StepOutput(out.logits, hidden, out.past_key_values)
+
+    def new_cache(self, batch: int, max_len: int) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache()
+
+    def reorder_cache(self, cache: Any, index: torch.Tensor) -> Any:
+        cache.reorder_cache(index)
+        return cache
+
+
+def check_finite_logits(logits: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(logits).all():
+        raise NonFiniteLossError(f"the policy produced non-finite logits during {where}; the model's weights "
+                                 "have diverged (lower the learning rate or resume from an earlier checkpoint)")
