@@ -41,6 +41,7 @@ def build_report(exp: Experiment, budget: str, results: list[dict], wall_s: floa
             "ci95": list(bootstrap_ci(values)) if values else None,
             "curves": {str(r["seed"]): r.get("curve", []) for r in rows},
             "wall_s": [r.get("wall_s") for r in rows],
+            "extra": _summarize_extras(rows),
         }
     comparisons = []
     for c in exp.comparisons:
@@ -65,6 +66,16 @@ def build_report(exp: Experiment, budget: str, results: list[dict], wall_s: floa
     }
 
 
+def _summarize_extras(rows: list[dict]) -> dict[str, Any]:
+    """Secondary numeric metrics an arm reports (e.g. pass@k): per-seed values, IQM and 95% CI."""
+    keys = sorted({k for r in rows for k, v in r.get("extra", {}).items() if isinstance(v, (int, float))})
+    out = {}
+    for key in keys:
+        values = [float(r["extra"][key]) for r in rows if key in r.get("extra", {})]
+        out[key] = {"values": values, "iqm": float(iqm(values)), "ci95": list(bootstrap_ci(values))}
+    return out
+
+
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
@@ -83,6 +94,16 @@ def render_markdown(report: dict[str, Any], plot_name: str | None = None) -> str
     for c in report["comparisons"]:
         lines.append(f"| {c['label']} | {_fmt(c['effect'])} | [{_fmt(c['ci95'][0])}, {_fmt(c['ci95'][1])}] "
                      f"| {'yes' if c['paired'] else 'no'} | **{c['verdict']}** |")
+    extras = sorted({k for arm in report["arms"].values() for k in arm.get("extra", {})})
+    if extras:
+        lines += ["", "Other metrics, IQM [95% CI] over seeds:", "",
+                  "| arm | " + " | ".join(extras) + " |", "|---" * (len(extras) + 1) + "|"]
+        for name, arm in report["arms"].items():
+            cells = []
+            for key in extras:
+                e = arm.get("extra", {}).get(key)
+                cells.append(f"{_fmt(e['iqm'])} [{_fmt(e['ci95'][0])}, {_fmt(e['ci95'][1])}]" if e else "")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"Commit `{report['git_commit']}`, backend `{report['backend']}`, "
               f"wall time {report['wall_time_s']:.0f} s.", "", "Reproduce:", "", "```",
               report["command"], "```"]

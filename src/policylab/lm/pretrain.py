@@ -9,12 +9,14 @@ the recipe; the same recipe and seed give the same weights (one thread, fixed se
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
 import math
 import os
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,6 +173,17 @@ def pretrain(name_or_cfg: str | PretrainConfig = "tiny-mix", progress: bool | No
     if path.exists() and not force:
         load_base(path)  # a damaged cache file raises here rather than later
         return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers wanting the same base model build it once
+        if path.exists() and not force:
+            return path
+        _train_base(cfg, path, progress, fresh=force)
+    return path
+
+
+def _train_base(cfg: PretrainConfig, path: Path, progress: bool | None, fresh: bool) -> None:
+    """Train with checkpoints in models_dir()/runs, so that a killed build resumes where it stopped."""
     seed_everything(cfg.seed)
     task = get_task(cfg.task)
     tokenizer = CharTokenizer()
@@ -180,6 +193,9 @@ def pretrain(name_or_cfg: str | PretrainConfig = "tiny-mix", progress: bool | No
     evaluate = lambda algo: {"val_pass": evaluate_lm(algo.policy, tokenizer, task, val, cfg.max_new_tokens,
                                                      ks=())["greedy_acc"]}
     run = RunDir(models_dir() / "runs", path.stem, "main", cfg.seed)
+    if fresh:
+        shutil.rmtree(run.path)
+        run = RunDir(models_dir() / "runs", path.stem, "main", cfg.seed)
     run.save_config(cfg, algo="sft")
     trainer_cfg = TrainerConfig(max_steps=cfg.max_steps, log_every=25, eval_every=cfg.eval_every,
                                 checkpoint_every=cfg.eval_every, progress=progress)
@@ -189,7 +205,6 @@ def pretrain(name_or_cfg: str | PretrainConfig = "tiny-mix", progress: bool | No
     meta = {"recipe": to_dict(cfg), "steps": summary["steps"], "stopped_by": summary["stopped_by"],
             "val_pass": summary["eval"].get("eval/val_pass"), "test": report}
     save_base(path, policy, tokenizer, meta)
-    return path
 
 
 def save_base(path: Path, policy: TinyGPT, tokenizer: CharTokenizer, meta: dict[str, Any]) -> None:
