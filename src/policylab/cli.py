@@ -153,7 +153,7 @@ def _print_report(report: dict, paths: dict[str, Path]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from policylab.core.registry import EXPERIMENTS
-    from policylab.core.report import build_report, write_report
+    from policylab.core.report import build_report, git_commit, write_report
     from policylab.core.runner import execute
 
     if args.all_claims:
@@ -169,10 +169,11 @@ def _run(args: argparse.Namespace) -> int:
     for name in names:
         exp = EXPERIMENTS.get(name)
         seeds = exp.select_seeds(args.budget, args.seeds)
-        start = time.perf_counter()
+        start, commit = time.perf_counter(), git_commit()  # the code that runs, even if the tree changes later
         results = execute(exp, args.budget, seeds, backend=args.backend, workers=args.workers,
                           address=args.address, runs_root=args.runs_root)
-        report = build_report(exp, args.budget, results, time.perf_counter() - start, command, args.backend)
+        report = build_report(exp, args.budget, results, time.perf_counter() - start, command, args.backend,
+                              commit)
         _print_report(report, write_report(report, args.results))
     return 0
 
@@ -219,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lm", help="language-model tools: `lm pretrain` builds a base model")
     lm_sub = p.add_subparsers(dest="lm_command", required=True)
     p = lm_sub.add_parser("pretrain", help="supervised warm start of the tiny GPT into a cached base model")
-    p.add_argument("--name", default="tiny-mix", help="base-model recipe (tiny-mix, tiny-test)")
+    p.add_argument("--name", default="tiny-mix", help="base-model recipe (tiny-mix, tiny-gcd)")
     p.add_argument("--task", default=None, help="task or mix, e.g. gcd or gcd,lcm or mix (default: the recipe's)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="most updates (stops earlier at the target pass rate)")

@@ -3,7 +3,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory):
-    """One cache of base models for the session (tiny-test builds in a few seconds)."""
+    """One cache of base models for the session (tiny-gcd builds in a few seconds)."""
     return tmp_path_factory.mktemp("models")
 
 

@@ -103,6 +103,14 @@ def test_masks_stop_at_eos_and_finished_rows_emit_pad():
     assert torch.equal(gen.attention_mask[:, gen.prompt_len:].float(), gen.response_mask)
 
 
+@pytest.mark.parametrize("kind", POLICIES)
+def test_generation_without_cache_gives_the_same_tokens(kind):
+    policy = POLICIES[kind]()
+    a, b = (generate(policy, ids(), SamplingConfig(max_new_tokens=6), TOK.eos_id, TOK.pad_id,
+                     torch.Generator().manual_seed(5), use_cache=cached) for cached in (True, False))
+    assert torch.equal(a.input_ids, b.input_ids) and torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
 def test_sampling_is_reproducible_from_the_generator():
     policy = tiny()
     a, b = (generate(policy, ids(), SamplingConfig(max_new_tokens=6), TOK.eos_id, TOK.pad_id,

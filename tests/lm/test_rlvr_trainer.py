@@ -19,7 +19,7 @@ def params(policy):
 @pytest.mark.slow
 def test_grpo_raises_held_out_accuracy_over_no_rl(base_models):
     """Margin fixed before the first run: +0.08 pass@1 on 200 held-out gcd questions (16 samples each)."""
-    cfg = GRPOConfig(base_model="tiny-test", eval_ks=(1,))
+    cfg = GRPOConfig(base_model="tiny-gcd", eval_ks=(1,))
     summary = train_rlvr(cfg, env_id="gcd", seed=0, steps=150, evals=1, progress=False, name="grpo")
     before, after = summary["initial_eval"], summary["eval"]  # initial_eval is the base model: no RL
     assert after["eval/pass@1"] >= before["eval/pass@1"] + 0.08, (before, after)
@@ -27,8 +27,8 @@ def test_grpo_raises_held_out_accuracy_over_no_rl(base_models):
 
 
 def test_groups_of_one_leave_the_policy_unchanged(base_models):
-    policy, tok, _ = load_base(pretrain("tiny-test"))
-    cfg = GRPOConfig(base_model="tiny-test", group_size=1, prompts_per_step=8)
+    policy, tok, _ = load_base(pretrain("tiny-gcd"))
+    cfg = GRPOConfig(base_model="tiny-gcd", group_size=1, prompts_per_step=8)
     algo = RLVR(policy, cfg)
     source = RolloutSource(get_task("gcd"), tok, cfg, seed=0)
     before = params(policy)
@@ -38,8 +38,8 @@ def test_groups_of_one_leave_the_policy_unchanged(base_models):
 
 
 def test_stale_rollouts_come_from_the_policy_k_updates_old(base_models):
-    policy, tok, _ = load_base(pretrain("tiny-test"))
-    cfg = GRPOConfig(base_model="tiny-test", staleness=2, prompts_per_step=4, lr=1e-3)
+    policy, tok, _ = load_base(pretrain("tiny-gcd"))
+    cfg = GRPOConfig(base_model="tiny-gcd", staleness=2, prompts_per_step=4, lr=1e-3)
     algo = RLVR(policy, cfg)
     source = RolloutSource(get_task("gcd"), tok, cfg, seed=0)
     history = []
@@ -52,8 +52,8 @@ def test_stale_rollouts_come_from_the_policy_k_updates_old(base_models):
 
 
 def test_dynamic_sampling_keeps_only_mixed_groups(base_models):
-    policy, tok, _ = load_base(pretrain("tiny-test"))
-    cfg = DAPOConfig(base_model="tiny-test", prompts_per_step=8)
+    policy, tok, _ = load_base(pretrain("tiny-gcd"))
+    cfg = DAPOConfig(base_model="tiny-gcd", prompts_per_step=8)
     algo = RLVR(policy, cfg)
     source = RolloutSource(get_task("gcd"), tok, cfg, seed=0)
     batch = source.next_batch(algo)
@@ -66,7 +66,7 @@ def test_dynamic_sampling_keeps_only_mixed_groups(base_models):
 
 
 def test_killed_run_resumes_to_the_same_policy(base_models, tmp_path):
-    cfg = GRPOConfig(base_model="tiny-test", prompts_per_step=4, group_size=4, lr=1e-3, eval_prompts=20,
+    cfg = GRPOConfig(base_model="tiny-gcd", prompts_per_step=4, group_size=4, lr=1e-3, eval_prompts=20,
                      eval_ks=(1,))
     full = train_rlvr(cfg, env_id="gcd", seed=3, steps=6, run=RunDir(tmp_path, "full"), evals=2, checkpoints=2,
                       progress=False)
@@ -83,7 +83,7 @@ def test_killed_run_resumes_to_the_same_policy(base_models, tmp_path):
 
 def test_bad_inputs_get_clear_errors(base_models):
     with pytest.raises(ConfigError, match="max_new_tokens = 60 is not allowed with this task"):
-        train_rlvr(GRPOConfig(base_model="tiny-test", max_new_tokens=60), env_id="gcd", steps=1, progress=False)
+        train_rlvr(GRPOConfig(base_model="tiny-gcd", max_new_tokens=60), env_id="gcd", steps=1, progress=False)
     with pytest.raises(ConfigError, match="base_model = 'nope' is not allowed"):
         train_rlvr(GRPOConfig(base_model="nope"), env_id="gcd", steps=1, progress=False)
     with pytest.raises(ConfigError, match="GRPOConfig.group_size = 0"):
@@ -91,7 +91,7 @@ def test_bad_inputs_get_clear_errors(base_models):
 
 
 def test_metrics_cover_the_issue_list(base_models, tmp_path):
-    cfg = GRPOConfig(base_model="tiny-test", prompts_per_step=4, eval_prompts=20)
+    cfg = GRPOConfig(base_model="tiny-gcd", prompts_per_step=4, eval_prompts=20)
     train_rlvr(cfg, env_id="gcd", seed=0, steps=2, run=RunDir(tmp_path, "m"), evals=1, progress=False)
     records = read_metrics(RunDir(tmp_path, "m").metrics_path)
     keys = set().union(*records)

@@ -19,6 +19,9 @@ class Comparison:
     method: str
     baseline: str
     label: str = ""
+    metric_label: str = ""
+    """Axis label of this comparison's panel when it differs from the experiment's."""
+    curve_x: str = ""
 
 
 @dataclass(frozen=True)

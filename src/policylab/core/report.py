@@ -30,7 +30,8 @@ def git_commit(cwd: str | Path | None = None) -> str:
 
 
 def build_report(exp: Experiment, budget: str, results: list[dict], wall_s: float,
-                 command: str | None = None, backend: str = "local") -> dict[str, Any]:
+                 command: str | None = None, backend: str = "local", commit: str | None = None) -> dict[str, Any]:
+    """`commit`: the code the runs used, taken when they started (default: HEAD now)."""
     arms: dict[str, Any] = {}
     for arm, settings in exp.arms.items():
         rows = sorted((r for r in results if r["arm"] == arm), key=lambda r: r["seed"])
@@ -50,6 +51,7 @@ def build_report(exp: Experiment, budget: str, results: list[dict], wall_s: floa
         effect = effect_interval(m["values"], b["values"], paired=paired)
         comparisons.append({
             "method": c.method, "baseline": c.baseline, "label": c.label or f"{c.method} vs {c.baseline}",
+            "metric_label": c.metric_label, "curve_x": c.curve_x,
             "effect": effect.value, "ci95": [effect.low, effect.high], "paired": paired,
             "verdict": verdict(effect, exp.direction, exp.min_effect),
         })
@@ -60,7 +62,7 @@ def build_report(exp: Experiment, budget: str, results: list[dict], wall_s: floa
         "seeds": sorted({r["seed"] for r in results}), "arms": arms, "comparisons": comparisons,
         "verdict": comparisons[0]["verdict"] if len(comparisons) == 1 else
         {c["label"]: c["verdict"] for c in comparisons},
-        "backend": backend, "wall_time_s": wall_s, "git_commit": git_commit(),
+        "backend": backend, "wall_time_s": wall_s, "git_commit": commit or git_commit(),
         "command": command or " ".join(["policylab", *sys.argv[1:]]),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "curve_x": exp.curve_x,
     }
@@ -146,8 +148,8 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
                 ax.axhline(arm["iqm"], linestyle="--", color="gray", label=f"{comp[role]} (IQM)")
                 ax.axhspan(ci[0], ci[1], color="gray", alpha=0.15)
         ax.set_title(f"{comp['label']}: {comp['verdict']}")
-        ax.set_xlabel(report.get("curve_x", "step"))
-        ax.set_ylabel(report.get("metric_label") or report["metric"])
+        ax.set_xlabel(comp.get("curve_x") or report.get("curve_x", "step"))
+        ax.set_ylabel(comp.get("metric_label") or report.get("metric_label") or report["metric"])
         ax.legend(loc="best", fontsize=8)
         if x_max:
             ax.set_xlim(0, x_max)

@@ -19,9 +19,10 @@ from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir, read_metrics
 from policylab.lm import DAPOConfig, GRPOConfig, LitePPOConfig, train_rlvr
+from policylab.lm.trainer import accuracy_curve
 
 BUDGETS = {
-    "quick": {"base_model": "tiny-test", "task": "gcd", "steps": 12, "eval_prompts": 50},
+    "quick": {"base_model": "tiny-gcd", "task": "gcd", "steps": 12, "eval_prompts": 50},
     "full": {"base_model": "tiny-mix", "task": "mix", "steps": 200, "eval_prompts": 200},
 }
 ARMS = {"lite_ppo": LitePPOConfig, "grpo": GRPOConfig, "dapo": DAPOConfig}
@@ -36,8 +37,7 @@ def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
     b = BUDGETS[budget]
     summary = train_rlvr(arm_config(arm, budget), env_id=b["task"], seed=seed, steps=b["steps"], run=run,
                          evals=10, progress=False, name=arm)
-    curve = [(0.0, summary["initial_eval"]["eval/greedy_acc"])]
-    curve += [(r["samples"], r["eval/greedy_acc"]) for r in read_metrics(run.metrics_path) if "eval/greedy_acc" in r]
+    curve = accuracy_curve(summary, read_metrics(run.metrics_path))
     final = summary["eval"]
     extra = {k.removeprefix("eval/"): v for k, v in final.items() if k.startswith("eval/pass@")}
     extra["base_greedy_acc"] = summary["initial_eval"]["eval/greedy_acc"]
@@ -57,6 +57,6 @@ EXPERIMENTS.add("lite_ppo", Experiment(
     seeds={"quick": (0,), "full": (0, 1, 2)},
     run_arm=run_arm,
     curve_x="sampled responses",
-    budgets_note={"quick": "tiny-test base on gcd, 12 updates (smoke run)",
+    budgets_note={"quick": "tiny-gcd base on gcd, 12 updates (smoke run)",
                   "full": "tiny-mix base on the five-task mix, 200 updates of 16 prompts x 8 responses"},
 ))

@@ -76,13 +76,16 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 @torch.no_grad()
 def generate(policy: CausalPolicy, prompts: list[list[int]], cfg: SamplingConfig, eos_id: int, pad_id: int,
-             generator: torch.Generator | None = None) -> Generation:
+             generator: torch.Generator | None = None, use_cache: bool = True) -> Generation:
+    """Sample up to max_new_tokens per prompt; `use_cache=False` recomputes the whole prefix each step
+    (the same tokens and log-probs, for measuring what the cache saves)."""
     device = next(policy.parameters()).device
     ids, mask = left_pad(prompts, pad_id, device)
     B, P = ids.shape
     _check_room(policy, P, cfg.max_new_tokens)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = policy.step(ids, mask, positions, cache=policy.new_cache(B, P + cfg.max_new_tokens), last_only=True)
+    cache = policy.new_cache(B, P + cfg.max_new_tokens) if use_cache else None
+    out = policy.step(ids, mask, positions, cache=cache, last_only=True)
     next_pos = positions[:, -1:] + 1
     tokens, logps, alive_cols = [], [], []
     alive = torch.ones(B, dtype=torch.bool, device=device)
@@ -107,7 +110,12 @@ def generate(policy: CausalPolicy, prompts: list[list[int]], cfg: SamplingConfig
         masks.append(step_mask)
         if not alive.any():
             break
-        out = policy.step(token[:, None], torch.cat(masks, 1), next_pos, cache=out.cache, last_only=True)
+        if use_cache:
+            out = policy.step(token[:, None], torch.cat(masks, 1), next_pos, cache=out.cache, last_only=True)
+        else:
+            full_mask = torch.cat(masks, 1)
+            out = policy.step(torch.cat([ids, torch.stack(tokens, 1)], 1), full_mask,
+                              (full_mask.cumsum(-1) - 1).clamp(min=0), last_only=True)
         next_pos = next_pos + 1
     response = torch.stack(tokens, 1)
     return Generation(

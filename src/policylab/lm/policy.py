@@ -221,7 +221,7 @@ class HFPolicy(CausalPolicy):
         if last_only:
             kwargs["logits_to_keep"] = 1
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=cache, use_cache=cache is not None or last_only,
+                         past_key_values=cache, use_cache=cache is not None,
                          output_hidden_states=want_hidden, **kwargs)
         hidden = out.hidden_states[-1] if want_hidden else None
         return StepOutput(out.logits, hidden, out.past_key_values)

@@ -62,7 +62,7 @@ class PretrainConfig(Config):
 
 
 BASE_MODELS.add("tiny-mix", PretrainConfig())
-BASE_MODELS.add("tiny-test", PretrainConfig(task="gcd", n_layer=2, n_head=2, d_model=64, max_steps=1500,
+BASE_MODELS.add("tiny-gcd", PretrainConfig(task="gcd", n_layer=2, n_head=2, d_model=64, max_steps=1500,
                                             target_pass=0.25, eval_every=100, eval_prompts=100))
 
 

@@ -187,3 +187,9 @@ def train_rlvr(cfg: RLVRConfig, *, env_id: str = "mix", seed: int = 0, steps: in
     summary.update(initial_eval={f"eval/{k}": v for k, v in initial.items()}, samples=source.samples,
                    algorithm=algo, tokenizer=tokenizer, test_problems=test)
     return summary
+
+
+def accuracy_curve(summary: dict[str, Any], records: list[dict[str, Any]],
+                   key: str = "eval/greedy_acc") -> list[tuple[float, float]]:
+    """(sampled responses, held-out metric) pairs, starting from the base model at 0 samples."""
+    return [(0.0, summary["initial_eval"][key])] + [(r["samples"], r[key]) for r in records if key in r]
