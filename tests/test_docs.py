@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -37,3 +38,18 @@ print("ok", summary["eval"]["eval/return"])
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("ok")
+
+
+def test_add_lm_method_example_trains(tmp_path):
+    text = (DOC.parent / "lm.md").read_text()
+    match = re.search(r"<!-- example:add-lm-method -->\s*```python\n(.*?)```", text, re.S)
+    assert match, "docs/lm.md lost its add-lm-method example"
+    code = match.group(1) + """
+assert summary["steps"] == 3 and summary["algo"] == "median"
+assert torch.isfinite(torch.tensor(summary["last"]["loss"]))
+print("ok")
+"""
+    env = {**os.environ, "POLICYLAB_MODELS": str(tmp_path / "models")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")
