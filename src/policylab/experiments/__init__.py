@@ -3,4 +3,4 @@
 Importing this package registers every experiment in `policylab.core.registry.EXPERIMENTS`.
 """
 
-from policylab.experiments import lite_ppo, quickstart, selftest  # noqa: F401
+from policylab.experiments import lite_ppo, lite_ppo_skew, quickstart, selftest  # noqa: F401
