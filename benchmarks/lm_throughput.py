@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from policylab.core.atomic import atomic_write, atomic_write_json, atomic_write_text
-from policylab.core.report import git_commit
+from policylab.core.atomic import atomic_write
+from policylab.core.report import git_commit, write_benchmark
 from policylab.core.seeding import set_threads
 from policylab.lm import GRPOConfig
 from policylab.lm.generate import SamplingConfig, generate
@@ -277,10 +277,7 @@ def main() -> int:
                            "trl": trl.__version__},
               "machine": f"{platform.processor() or platform.machine()}, 1 torch thread",
               "git_commit": git_commit(), "command": shlex.join([sys.executable.split("/")[-1], *sys.argv])}
-    out = Path(args.out)
-    atomic_write_json(out / "lm_throughput.json", result)
-    atomic_write_text(out / "lm_throughput.md", render(result))
-    plot(result, out / "lm_throughput.png")
+    write_benchmark(args.out, "lm_throughput", result, render(result), plot)
     print(render(result))
     return 0
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from policylab.core.atomic import atomic_write, atomic_write_json, atomic_write_text
-from policylab.core.report import git_commit
+from policylab.core.atomic import atomic_write
+from policylab.core.report import git_commit, write_benchmark
 from policylab.core.seeding import set_threads
 from policylab.rl import PPO, SAC, PPOConfig, SACConfig, train_online
 from policylab.rl.evaluate import evaluate_policy
@@ -165,10 +165,7 @@ def main() -> int:
         "git_commit": git_commit(), "command": shlex.join(["python", *sys.argv]),
         "wall_time_s": time.perf_counter() - start,
     }
-    out = Path(args.out)
-    atomic_write_json(out / "online_throughput.json", result)
-    atomic_write_text(out / "online_throughput.md", render(result))
-    plot(result, out / "online_throughput.png")
+    write_benchmark(args.out, "online_throughput", result, render(result), plot)
     print(render(result))
     return 0
 

@@ -42,7 +42,7 @@ def test_language_model_algorithms_take_tasks(capsys, tmp_path):
     fails(capsys, ["train", "ppo", "--task", "gcd", "--runs-root", str(tmp_path)], r"use --env")
     fails(capsys, ["train", "grpo", "--task", "gcd", "--advantage", "gpro", "--runs-root", str(tmp_path)],
           r"GRPOConfig.advantage = 'gpro' is not allowed: known advantage transforms: .*grpo")
-    fails(capsys, ["lm", "pretrain", "--name", "huge"], r"unknown base model 'huge'.* known: tiny-mix, tiny-gcd")
+    fails(capsys, ["lm", "pretrain", "--name", "huge"], r"unknown base model 'huge'.* known: tiny-gcd, tiny-mix")
     fails(capsys, ["lm", "pretrain", "--task", "gdc"], r"unknown task 'gdc'")
 
 

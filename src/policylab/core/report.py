@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,17 @@ def write_report(report: dict[str, Any], results_dir: str | Path) -> dict[str, P
     atomic_write_json(paths["json"], report)
     plot_report(report, paths["png"])
     atomic_write_text(paths["md"], render_markdown(report, paths["png"].name))
+    return paths
+
+
+def write_benchmark(results_dir: str | Path, name: str, result: dict[str, Any], markdown: str,
+                    plot: Callable[[dict[str, Any], Path], None]) -> dict[str, Path]:
+    """A benchmark's results/<name>.json, .md and .png, each written atomically."""
+    folder = Path(results_dir)
+    paths = {"json": folder / f"{name}.json", "md": folder / f"{name}.md", "png": folder / f"{name}.png"}
+    atomic_write_json(paths["json"], result)
+    atomic_write_text(paths["md"], markdown)
+    plot(result, paths["png"])
     return paths
 
 

@@ -60,7 +60,8 @@ EXPERIMENTS.add("lite_ppo_skew", Experiment(
     arms={arm: {"method": m, "task": REGIMES[r], **to_dict(arm_config(arm, "full"))} for arm, (m, r) in ARMS.items()},
     comparisons=(Comparison("lite_ppo-easy", "grpo-easy", "Lite PPO vs GRPO, easy (gcd)"),
                  Comparison("lite_ppo-hard", "grpo-hard", "Lite PPO vs GRPO, hard (lcm)")),
-    metric="held-out pass@1 after training (16 samples at T = 1 on 200 test-split questions of the regime's task)",
+    metric="held-out pass@1 after training (16 samples at T = 1 on up to 200 distinct test-split questions of the "
+           "regime's task; lcm's small problem space holds 81)",
     metric_label="held-out pass@1", direction="higher",
     seeds={"quick": (0,), "full": (0, 1, 2)},
     run_arm=run_arm,

@@ -41,24 +41,28 @@ class IntegerTask(SplitSampler):
         return numeric_score(problem.answer, response, self.scale)
 
 
-class GCD(IntegerTask):
+class PairFunctionTask(IntegerTask):
+    """`name(a,b)=` -> function(a, b) for a, b uniform in 1..max_value."""
+
+    function = staticmethod(math.gcd)
+
+    def draw(self, rng: random.Random) -> Problem:
+        a, b = rng.randint(1, self.max_value), rng.randint(1, self.max_value)
+        return Problem(self.name, f"{self.name}({a},{b})=", str(self.function(a, b)), {"numbers": (a, b)})
+
+
+class GCD(PairFunctionTask):
     name = "gcd"
     max_value = 60
     scale = 20.0
-
-    def draw(self, rng: random.Random) -> Problem:
-        a, b = rng.randint(1, self.max_value), rng.randint(1, self.max_value)
-        return Problem(self.name, f"gcd({a},{b})=", str(math.gcd(a, b)), {"numbers": (a, b)})
+    function = staticmethod(math.gcd)
 
 
-class LCM(IntegerTask):
+class LCM(PairFunctionTask):
     name = "lcm"
     max_value = 30
     scale = 100.0
-
-    def draw(self, rng: random.Random) -> Problem:
-        a, b = rng.randint(1, self.max_value), rng.randint(1, self.max_value)
-        return Problem(self.name, f"lcm({a},{b})=", str(math.lcm(a, b)), {"numbers": (a, b)})
+    function = staticmethod(math.lcm)
 
 
 class CountBits(IntegerTask):
