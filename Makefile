@@ -27,6 +27,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/online_throughput.py
+	$(PY) benchmarks/lm_throughput.py
 
 claims: install
 	$(VENV)/bin/policylab run --all-claims --budget full --workers $(WORKERS)
