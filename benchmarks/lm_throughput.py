@@ -10,7 +10,7 @@
 2. Decoding: tokens per second of policylab's tiny GPT with and without its KV cache, and of HF
    `generate` on a GPT-2 of equal size, and policylab's decode loop on that same HF GPT-2.
 
-    python benchmarks/lm_throughput.py [--rounds 3] [--blocks 3] [--out results]
+    python benchmarks/lm_throughput.py [--rounds 3] [--blocks 5] [--out results]
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ def plot(result: dict, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="generation rounds per block")
-    parser.add_argument("--blocks", type=int, default=3, help="alternating policylab / TRL blocks")
+    parser.add_argument("--blocks", type=int, default=5, help="alternating policylab / TRL blocks")
     parser.add_argument("--out", default="results")
     args = parser.parse_args()
     set_threads(1)

@@ -5,7 +5,7 @@ import torch
 
 from policylab.core.errors import ConfigError, NonFiniteLossError
 from policylab.lm.generate import SamplingConfig, beam_search, generate, left_pad, top_p_filter
-from policylab.lm.policy import HFPolicy, TinyGPT, TinyGPTConfig, position_ids_from_mask
+from policylab.lm.policy import HFPolicy, TinyGPT, TinyGPTConfig, buffer_attention, position_ids_from_mask
 from policylab.lm.tasks import CharTokenizer, prompt_ids
 
 TOK = CharTokenizer()
@@ -109,6 +109,28 @@ def test_generation_without_cache_gives_the_same_tokens(kind):
     a, b = (generate(policy, ids(), SamplingConfig(max_new_tokens=6), TOK.eos_id, TOK.pad_id,
                      torch.Generator().manual_seed(5), use_cache=cached) for cached in (True, False))
     assert torch.equal(a.input_ids, b.input_ids) and torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
+def test_lean_llama_decoding_equals_hf_forward_with_its_own_cache():
+    fast = llama()
+    slow = HFPolicy(fast.model, fast_decode=False)
+    assert fast.fast_decode and not slow.fast_decode
+    assert fast.model.config.num_key_value_heads < fast.model.config.num_attention_heads  # grouped-query path
+    a, b = (generate(p, ids(), SamplingConfig(max_new_tokens=8), TOK.eos_id, TOK.pad_id,
+                     torch.Generator().manual_seed(2)) for p in (fast, slow))
+    assert torch.equal(a.input_ids, b.input_ids) and torch.allclose(a.logprobs, b.logprobs, atol=1e-5)
+    beams = [beam_search(p, ids(), 3, 5, TOK.eos_id, TOK.pad_id) for p in (fast, slow)]
+    assert beams[0] == beams[1]
+
+
+def test_buffer_attention_equals_sdpa_on_the_filled_part():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 4, 1, 8), torch.randn(3, 2, 10, 8), torch.randn(3, 2, 10, 8)
+    mask = torch.zeros(3, 1, 1, 10, dtype=torch.bool)
+    mask[..., 2:7] = True  # filled positions 2..6; 0-1 are left padding, 7-9 not written yet
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        q, k[:, :, 2:7].repeat_interleave(2, 1), v[:, :, 2:7].repeat_interleave(2, 1))
+    assert torch.allclose(buffer_attention(q, k, v, mask, 8 ** -0.5), expected, atol=1e-6)
 
 
 def test_sampling_is_reproducible_from_the_generator():

@@ -120,6 +120,11 @@ class KVCache:
         self.v[layer, :, :, self.length:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
+    def write_full(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like `write`, but return the whole buffers (for `buffer_attention` with a full-width mask)."""
+        self.write(layer, k, v)
+        return self.k[layer], self.v[layer]
+
     def reorder(self, index: torch.Tensor) -> KVCache:
         self.k = self.k.index_select(1, index)
         self.v = self.v.index_select(1, index)
@@ -130,15 +135,38 @@ class KVCache:
         return self.k.shape[3]
 
 
-def attention_mask_for(attention_mask: torch.Tensor, past: int, T: int) -> torch.Tensor:
-    """Boolean [B, 1, T, past + T] mask: query i (absolute position past + i) sees the real keys
-    j <= past + i, and always itself, so that rows of left padding are never fully masked (their
-    outputs are ignored)."""
-    keys = attention_mask[:, :past + T].bool()
+def attention_mask_for(attention_mask: torch.Tensor, past: int, T: int, width: int | None = None) -> torch.Tensor:
+    """Boolean [B, 1, T, width] mask (width defaults to past + T): query i (absolute position
+    past + i) sees the real keys j <= past + i, and always itself, so that rows of left padding
+    are never fully masked (their outputs are ignored). Keys past the mask's end are hidden."""
+    width = past + T if width is None else width
+    keys = attention_mask[:, :width].bool()
+    if keys.shape[1] < width:
+        keys = F.pad(keys, (0, width - keys.shape[1]), value=False)
     rows = torch.arange(past, past + T, device=attention_mask.device)
-    cols = torch.arange(past + T, device=attention_mask.device)
+    cols = torch.arange(width, device=attention_mask.device)
     causal = cols[None, :] <= rows[:, None]
     return ((causal[None] & keys[:, None, :]) | (cols[None, None, :] == rows[None, :, None]))[:, None]
+
+
+def buffer_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+                     scale: float) -> torch.Tensor:
+    """Attention of q [B, H, T, D] over whole cache buffers k, v [B, H_kv, L, D] (mask [B, 1, T, L]).
+
+    For decoding: plain matmuls read the preallocated buffers in place, where SDPA would first
+    copy the strided slice of the filled part (measured: the largest cost of a decode step).
+    Grouped-query attention folds the query heads of each key head into rows, as HF's repeat_kv
+    pairs them (query head h uses key head h // groups).
+    """
+    B, H, T, D = q.shape
+    kv_heads = k.shape[1]
+    groups = H // kv_heads
+    q = q.reshape(B, kv_heads, groups * T, D)
+    if groups > 1:
+        mask = mask.unsqueeze(2).expand(B, 1, groups, T, mask.shape[-1]).reshape(B, 1, groups * T, -1)
+    scores = (q @ k.transpose(-1, -2)) * scale
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    return (weights @ v).reshape(B, H, T, D)
 
 
 class Block(nn.Module):
@@ -214,20 +242,28 @@ class TinyGPT(CausalPolicy):
 
 # -- Hugging Face adapter ------------------------------------------------------------------------
 
-class HFPolicy(CausalPolicy):
-    """Any `AutoModelForCausalLM`; its own cache object (DynamicCache) carries the keys and values.
+FAST_DECODE = ("llama",)
+"""HF model types whose cached decoding runs policylab's lean loop over the model's own modules."""
 
-    (A lean decode loop over a Llama model's own modules with policylab's preallocated cache was
-    tried and measured: no faster than HF's forward on a 1M-parameter model on one CPU thread,
-    where each decode step is bounded by the ~200 small tensor ops it dispatches.)
+
+class HFPolicy(CausalPolicy):
+    """Any `AutoModelForCausalLM`.
+
+    Cached decoding of Llama-architecture models runs a lean loop over the model's own modules
+    (norms, projections, rotary embedding, MLP) with policylab's preallocated KV cache and
+    `buffer_attention`: HF's DynamicCache concatenates every layer's keys and values at every
+    token, which on a small model costs as much as the matmuls. Prompt prefill, training
+    forwards and other architectures use HF's forward (and DynamicCache). Both paths give the
+    same tokens and log-probs (tested).
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, fast_decode: bool = True):
         super().__init__()
         self.model = model
         config = model.config
         self.vocab_size = int(config.vocab_size)
         self.max_length = int(getattr(config, "max_position_embeddings", None) or config.n_positions)
+        self.fast_decode = fast_decode and getattr(config, "model_type", "") in FAST_DECODE
 
     @classmethod
     def from_pretrained(cls, path: str, **kwargs: Any) -> HFPolicy:
@@ -243,6 +279,8 @@ class HFPolicy(CausalPolicy):
         return cls(AutoModelForCausalLM.from_config(config))
 
     def step(self, input_ids, attention_mask, position_ids, cache=None, last_only=False, want_hidden=False):
+        if isinstance(cache, KVCache):
+            return self._lean_step(input_ids, attention_mask, position_ids, cache, last_only, want_hidden)
         kwargs: dict[str, Any] = {}
         if last_only:
             kwargs["logits_to_keep"] = 1
@@ -252,12 +290,51 @@ class HFPolicy(CausalPolicy):
         hidden = out.hidden_states[-1] if want_hidden else None
         return StepOutput(out.logits, hidden, out.past_key_values)
 
+    def _lean_step(self, input_ids, attention_mask, position_ids, cache, last_only, want_hidden):
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        body = self.model.model
+        B, T = input_ids.shape
+        past = cache.length
+        if past + T > cache.max_len:
+            raise ConfigError(f"sequence length {past + T} exceeds the cache of {cache.max_len} positions")
+        decode = T == 1  # one new token: attend over the whole buffer in place
+        mask = attention_mask_for(attention_mask, past, T, cache.max_len if decode else None)
+        x = body.embed_tokens(input_ids)
+        cos, sin = body.rotary_emb(x, position_ids)
+        for i, layer in enumerate(body.layers):
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = attn.q_proj(h).view(B, T, -1, attn.head_dim).transpose(1, 2)
+            k = attn.k_proj(h).view(B, T, -1, attn.head_dim).transpose(1, 2)
+            v = attn.v_proj(h).view(B, T, -1, attn.head_dim).transpose(1, 2)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            if decode:
+                k, v = cache.write_full(i, k, v)
+            else:
+                k, v = cache.write(i, k, v)
+            y = buffer_attention(q, k, v, mask, attn.scaling)
+            x = x + attn.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        cache.length = past + T
+        if last_only:
+            x = x[:, -1:]
+        hidden = body.norm(x)
+        return StepOutput(self.model.lm_head(hidden), hidden if want_hidden else None, cache)
+
     def new_cache(self, batch: int, max_len: int) -> Any:
+        if self.fast_decode:
+            cfg, weight = self.model.config, self.model.get_input_embeddings().weight
+            head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+            return KVCache(cfg.num_hidden_layers, batch, cfg.num_key_value_heads, max_len, head_dim, weight.dtype,
+                           weight.device)
         from transformers import DynamicCache
 
         return DynamicCache()
 
     def reorder_cache(self, cache: Any, index: torch.Tensor) -> Any:
+        if isinstance(cache, KVCache):
+            return cache.reorder(index)
         cache.reorder_cache(index)
         return cache
 
