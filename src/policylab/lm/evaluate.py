@@ -53,7 +53,7 @@ def evaluate_lm(policy: CausalPolicy, tokenizer: Tokenizer, task: Task | TaskMix
         n = max(ks)
         sampled = _correct(policy, tokenizer, task, problems,
                            SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature), n,
-                           torch.Generator().manual_seed(seed), chunk)
+                           torch.Generator(device=next(policy.parameters()).device).manual_seed(seed), chunk)
         counts = sampled.sum(-1).long().tolist()
         for k in ks:
             result[f"pass@{k}"] = sum(pass_at_k(n, c, k) for c in counts) / len(counts)

@@ -89,10 +89,11 @@ def score_generation(gen: Generation, problems: list[Problem], group_size: int, 
                      tokenizer: Tokenizer) -> RolloutBatch:
     texts = [tokenizer.decode(row.tolist()) for row in gen.responses]
     scores = [task.score(problems[i // group_size], text) for i, text in enumerate(texts)]
-    exact = torch.tensor([s.exact for s in scores])
+    device = gen.truncated.device
+    exact = torch.tensor([s.exact for s in scores], device=device)
     # a response cut at max_new_tokens has no final answer: it earns 0 whatever its prefix says
     exact = exact * (~gen.truncated).float()
-    dense = torch.tensor([s.dense for s in scores]) * (~gen.truncated).float()
+    dense = torch.tensor([s.dense for s in scores], device=device) * (~gen.truncated).float()
     return RolloutBatch(gen.input_ids, gen.attention_mask, gen.prompt_len, gen.response_mask, gen.logprobs,
                         gen.truncated, group_size, exact.clone(), exact, dense, problems, texts)
 
@@ -103,7 +104,7 @@ class RolloutSource:
     def __init__(self, task: Task | TaskMix, tokenizer: Tokenizer, cfg: Any, seed: int):
         self.task, self.tokenizer, self.cfg = task, tokenizer, cfg
         self.rng = random.Random(seed)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(device=cfg.device).manual_seed(seed)
         self.sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                                        top_p=cfg.top_p)
         self.shapers = [SHAPERS.get(name) for name in cfg.shaping]

@@ -58,6 +58,19 @@ class RLVRConfig(ObjectiveConfig):
     """Distinct held-out (test-split) questions per evaluation."""
     eval_ks: tuple[int, ...] = (1, 4, 16)
     """pass@k values reported; max(eval_ks) samples per question at temperature 1."""
+    device: str = "cpu"
+    """Where the policy trains and generates: cpu, cuda, cuda:1, ..."""
+
+    def check(self) -> None:
+        super().check()
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"{type(self).__name__}.device = {self.device!r} is not allowed: use cpu, cuda or "
+                              "cuda:<index>") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"{type(self).__name__}.device = {self.device!r} is not allowed: CUDA is not "
+                              "available on this machine")
 
 
 class RLVR:
@@ -87,7 +100,7 @@ class RLVR:
         losses, grad_norms, clip_fracs, entropies, kls = [], [], [], [], []
         self.policy.train()
         for _ in range(cfg.epochs):
-            order = torch.randperm(rows)
+            order = torch.randperm(rows, device=batch.rewards.device)
             for part in order.chunk(min(cfg.minibatches, rows)):
                 ids, attn = batch.input_ids[part], batch.attention_mask[part]
                 out = self.policy.response_outputs(ids, attn, batch.prompt_len, temperature=cfg.temperature)
@@ -167,6 +180,7 @@ def train_rlvr(cfg: RLVRConfig, *, env_id: str = "mix", seed: int = 0, steps: in
         raise ConfigError(f"steps = {steps} is not allowed: must be > 0 updates")
     task = get_task(env_id)
     policy, tokenizer = load_policy(cfg.base_model, progress=progress)
+    policy.to(cfg.device)
     seed_everything(seed)
     check_context(task, tokenizer, policy, cfg)
     reference = copy.deepcopy(policy).eval() if cfg.kl_coef > 0 else None
