@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from policylab.core.report import git_commit
 from policylab.core.seeding import set_threads
 from policylab.lm import GRPOConfig, train_rlvr
 from policylab.lm.generate import SamplingConfig, beam_search, generate
@@ -55,6 +57,7 @@ def equivalence(device: str) -> dict:
     torch.manual_seed(0)
     tiny = TinyGPT(TinyGPTConfig(vocab_size=tok.vocab_size, block_size=64)).to(device).eval()
     hf = llama(tok.vocab_size, 128, 2, device).eval()
+    hf.fast_decode = True  # the lean loop, also on a GPU, to check it there
     for name, policy in (("tiny_gpt", tiny), ("hf_llama", hf)):
         gen = generate(policy, ps, SamplingConfig(max_new_tokens=16), tok.eos_id, tok.pad_id,
                        torch.Generator(device=device).manual_seed(0))
@@ -85,7 +88,7 @@ def grpo_round_speed(device: str, rounds: int = 5, small: bool = False) -> dict:
     tok = CharTokenizer()
     result = {}
     hidden, layers, prompts_per_step, new_tokens = (128, 2, 8, 8) if small else (512, 8, 64, 64)
-    for fast in (True, False):
+    for fast in (True, False):  # forced either way; by default HFPolicy uses the lean loop on CPU only
         policy = llama(tok.vocab_size, hidden, layers, device)
         policy.fast_decode = fast
         cfg = GRPOConfig(base_model="unused", prompts_per_step=prompts_per_step, group_size=8,
@@ -109,6 +112,27 @@ def grpo_round_speed(device: str, rounds: int = 5, small: bool = False) -> dict:
     return result
 
 
+def render(result: dict) -> str:
+    e, g, r = result["equivalence"], result["grpo_learning"], result["grpo_round"]
+    return "\n".join([
+        f"# Language-model engine on {result['device_name']} ({result['device']})", "",
+        f"torch {result['torch']}, Python {result['python']}, commit `{result['git_commit']}`.", "",
+        "| check | result |", "|---|---|",
+        f"| tiny GPT: cached generation vs full forward, max log-prob gap | {e['tiny_gpt_max_logprob_gap']:.1e} |",
+        f"| HF Llama (lean decode): same, max gap | {e['hf_llama_max_logprob_gap']:.1e} |",
+        f"| lean decode vs HF forward + DynamicCache: same greedy tokens | {e['lean_vs_hf_decode_same_tokens']} "
+        f"(max gap {e['lean_vs_hf_decode_max_logprob_gap']:.1e}) |",
+        f"| beam search (tiny GPT, HF Llama) | {e['tiny_gpt_beam_search_ok']}, {e['hf_llama_beam_search_ok']} |",
+        f"| GRPO from tiny-gcd, {g['steps']} updates on the device: held-out pass@1 | {g['pass@1_before']:.3f} -> "
+        f"{g['pass@1_after']:.3f} (greedy {g['greedy_before']:.3f} -> {g['greedy_after']:.3f}); metrics finite: "
+        f"{g['all_metrics_finite']}; {g['seconds']:.1f} s |",
+        f"| GRPO round, {r['params']:,}-parameter Llama, lean decode | {r['lean_decode_s_per_round']:.3f} s, "
+        f"{r['lean_decode_samples_per_s']:.0f} responses/s |",
+        f"| GRPO round, HF decode | {r['hf_decode_s_per_round']:.3f} s, "
+        f"{r['hf_decode_samples_per_s']:.0f} responses/s |",
+        "", "Reproduce:", "", "```", result["command"], "```", ""])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -118,15 +142,18 @@ def main() -> int:
     args = parser.parse_args()
     set_threads(1)
     os.environ.setdefault("POLICYLAB_MODELS", tempfile.mkdtemp(prefix="models-"))
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "CPU"
     result = {"device": args.device, "device_name": name, "torch": torch.__version__,
               "python": sys.version.split()[0], "equivalence": equivalence(args.device),
               "grpo_learning": grpo_learning(args.device, args.steps),
-              "grpo_round": grpo_round_speed(args.device, small=args.small)}
+              "grpo_round": grpo_round_speed(args.device, small=args.small),
+              "git_commit": os.environ.get("POLICYLAB_COMMIT") or git_commit(),
+              "command": shlex.join(["python", *sys.argv])}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lm_gpu_check.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    (out / "lm_gpu_check.md").write_text(render(result))
+    print(render(result))
     return 0
 
 

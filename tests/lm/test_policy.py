@@ -114,7 +114,8 @@ def test_generation_without_cache_gives_the_same_tokens(kind):
 def test_lean_llama_decoding_equals_hf_forward_with_its_own_cache():
     fast = llama()
     slow = HFPolicy(fast.model, fast_decode=False)
-    assert fast.fast_decode and not slow.fast_decode
+    assert fast._lean(torch.device("cpu")) and not slow._lean(torch.device("cpu"))
+    assert not fast._lean(torch.device("cuda")) and HFPolicy(fast.model, fast_decode=True)._lean(torch.device("cuda"))
     assert fast.model.config.num_key_value_heads < fast.model.config.num_attention_heads  # grouped-query path
     a, b = (generate(p, ids(), SamplingConfig(max_new_tokens=8), TOK.eos_id, TOK.pad_id,
                      torch.Generator().manual_seed(2)) for p in (fast, slow))
