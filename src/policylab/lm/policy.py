@@ -258,8 +258,9 @@ class HFPolicy(CausalPolicy):
     """
 
     def __init__(self, model: nn.Module, fast_decode: bool | None = None):
-        """fast_decode: None uses the lean loop on CPU only (on an H200 HF's path was faster: 0.70 s
-        against 0.88 s per GRPO round of a 32M-parameter model, `benchmarks/lm_gpu_check.py`)."""
+        """fast_decode: None uses the lean loop on CPU only. On an H200 the two paths were within
+        noise of each other (GRPO round of a 32M-parameter model: lean 0.88 and 0.62 s, HF 0.70 and
+        0.67 s in two runs of `benchmarks/lm_gpu_check.py`), so HF's own path stays the default there."""
         super().__init__()
         self.model = model
         config = model.config
