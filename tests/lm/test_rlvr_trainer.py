@@ -88,6 +88,11 @@ def test_bad_inputs_get_clear_errors(base_models):
         train_rlvr(GRPOConfig(base_model="nope"), env_id="gcd", steps=1, progress=False)
     with pytest.raises(ConfigError, match="GRPOConfig.group_size = 0"):
         GRPOConfig(group_size=0)
+    with pytest.raises(ConfigError, match="GRPOConfig.device = 'tpu7' is not allowed: use cpu, cuda"):
+        GRPOConfig(device="tpu7")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            GRPOConfig(device="cuda")
 
 
 def test_metrics_cover_the_issue_list(base_models, tmp_path):
