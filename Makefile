@@ -14,7 +14,7 @@ $(PY):
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,bench,lm]"
+	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,bench,lm,hdf5]"
 	touch $@
 
 install: $(VENV)/.installed
