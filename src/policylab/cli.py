@@ -21,6 +21,7 @@ console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)
 
 def load_registries() -> None:
     """Import the packages whose modules register algorithms, environments and experiments."""
+    import policylab.catalog  # noqa: F401
     import policylab.experiments  # noqa: F401
     import policylab.lm  # noqa: F401
     import policylab.rl  # noqa: F401
@@ -137,6 +138,46 @@ def _lm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    from policylab.catalog import build_dataset, dataset_path
+    from policylab.core.registry import DATASETS
+    from policylab.core.seeding import set_threads
+    from policylab.data import load_dataset
+
+    set_threads()
+    if args.data_command == "list":
+        table = Table("dataset", "env", "built", "what it is", title="datasets")
+        for name in DATASETS:
+            recipe = DATASETS.get(name)
+            table.add_row(name, recipe.env_id, "yes" if dataset_path(name).exists() else "", recipe.description)
+        console.print(table)
+        return 0
+    DATASETS.get(args.name)  # unknown names fail here, listing the known ones
+    if args.data_command == "build":
+        path = build_dataset(args.name, force=args.force, progress=None)
+        console.print(f"{args.name}: {path}")
+        return 0
+    path = dataset_path(args.name)
+    if not path.exists():
+        raise PolicylabError(f"dataset {args.name} is not built yet: run `policylab data build {args.name}`")
+    data = load_dataset(path)
+    meta = data.metadata
+    returns = data.episode_returns().numpy()
+    table = Table("", "value", title=f"dataset {args.name}")
+    table.add_row("file", str(path))
+    table.add_row("env", meta["env_id"])
+    table.add_row("episodes / transitions", f"{data.num_episodes} / {len(data)}")
+    table.add_row("terminations / truncations", f"{int(data.terminals.sum())} / {int(data.timeouts.sum())}")
+    table.add_row("episode return mean [min, max]", f"{returns.mean():.1f} [{returns.min():.1f}, {returns.max():.1f}]")
+    table.add_row("reference min / max", f"{meta['ref_min_score']:.1f} / {meta['ref_max_score']:.1f}")
+    table.add_row("normalized score of the mean return", f"{float(data.normalized_score(returns.mean())):.1f}")
+    for key in ("kind", "expert_percent", "behaviour"):
+        if key in meta:
+            table.add_row(key, str(meta[key]))
+    console.print(table)
+    return 0
+
+
 def _print_report(report: dict, paths: dict[str, Path]) -> None:
     table = Table("arm", "IQM", "95% CI", "per seed", title=f"{report['experiment']} [{report['budget']}]")
     for name, arm in report["arms"].items():
@@ -226,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="most updates (stops earlier at the target pass rate)")
     p.add_argument("--target-pass", type=float, default=None, help="validation pass rate that ends training")
     p.add_argument("--force", action="store_true", help="retrain even when the cached model exists")
+    p = sub.add_parser("data", help="offline datasets: list, build <id>, info <id>")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    data_sub.add_parser("list", help="the named datasets and whether they are built")
+    p = data_sub.add_parser("build", help="build a named dataset from its fixed seeds (skipped when valid)")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="rebuild even when a valid copy exists")
+    p = data_sub.add_parser("info", help="size, returns and reference scores of a built dataset")
+    p.add_argument("name")
     p = sub.add_parser("report", help="re-render a results JSON into its markdown table and plot")
     p.add_argument("results_json")
     return parser
@@ -256,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "lm":
             return _lm(args)
+        if args.command == "data":
+            return _data(args)
         return _report(args)
     except PolicylabError as err:
         print(f"policylab: error: {err}", file=sys.stderr)

@@ -1,0 +1,35 @@
+"""Catalog datasets: built from fixed seeds, cached, skipped when valid, rebuilt when damaged."""
+
+import pytest
+
+from policylab.catalog import build_dataset, dataset_path
+from policylab.cli import main
+from policylab.data import load_dataset
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("datasets")
+
+
+@pytest.mark.slow
+def test_pendulum_mixture_is_built_once_and_rebuilt_when_damaged(data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("POLICYLAB_DATA", str(data_dir))
+    assert main(["data", "build", "pendulum-mix10"]) == 0  # trains the SAC expert (about a minute)
+    path = dataset_path("pendulum-mix10")
+    data = load_dataset(path)
+    meta = data.metadata
+    assert data.num_episodes == 200 and len(data) == 40_000 and meta["expert_episodes"] == 20
+    assert data.timeouts.sum() == 200 and data.terminals.sum() == 0  # Pendulum only truncates
+    assert meta["ref_max_score"] > -400 and meta["ref_min_score"] < -1000  # the expert really is one
+    returns = data.episode_returns()
+    assert (returns[:20] > -600).float().mean() >= 0.9 and (returns[20:] < -600).float().mean() >= 0.9
+    assert (data_dir / "behaviour" / "pendulum-sac.pt").exists()
+    stamp = path.stat().st_mtime_ns
+    build_dataset("pendulum-mix10")
+    assert path.stat().st_mtime_ns == stamp  # valid: not rebuilt
+    path.write_bytes(path.read_bytes()[:100])
+    build_dataset("pendulum-mix10")
+    assert load_dataset(path).metadata["sha256"] == meta["sha256"]  # rebuilt, bitwise the same
+    assert main(["data", "info", "pendulum-mix10"]) == 0
+    assert "normalized score" in capsys.readouterr().out
