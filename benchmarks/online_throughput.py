@@ -24,8 +24,8 @@ import torch
 from policylab.core.atomic import atomic_write
 from policylab.core.report import git_commit, write_benchmark
 from policylab.core.seeding import set_threads
+from policylab.envs.evaluate import evaluate_policy
 from policylab.rl import PPO, SAC, PPOConfig, SACConfig, train_online
-from policylab.rl.evaluate import evaluate_policy
 
 EVAL_EPISODES, EVAL_SEED = 20, 50_000
 TASKS = {

@@ -28,7 +28,7 @@ def fails(capsys, argv, pattern):
 
 def test_unknown_names_list_the_known_ones(capsys, tmp_path):
     fails(capsys, ["train", "ppp", "--runs-root", str(tmp_path)],
-          r"unknown algorithm 'ppp'; did you mean 'ppo'\? known: dapo, .*grpo.*ppo, sac, td3")
+          r"unknown algorithm 'ppp'; did you mean 'ppo'\? known: bc, dapo, .*grpo.*ppo, sac, td3, td3_bc")
     fails(capsys, ["train", "ppo", "--env", "CartPol-v1", "--runs-root", str(tmp_path)],
           r"unknown environment 'CartPol-v1'; did you mean 'CartPole-v1'")
     fails(capsys, ["run", "quickstrat", "--results", str(tmp_path)],
@@ -44,6 +44,15 @@ def test_language_model_algorithms_take_tasks(capsys, tmp_path):
           r"GRPOConfig.advantage = 'gpro' is not allowed: known advantage transforms: .*grpo")
     fails(capsys, ["lm", "pretrain", "--name", "huge"], r"unknown base model 'huge'.* known: tiny-gcd, tiny-mix")
     fails(capsys, ["lm", "pretrain", "--task", "gdc"], r"unknown task 'gdc'")
+
+
+def test_offline_algorithms_take_datasets(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("POLICYLAB_DATA", str(tmp_path / "data"))
+    fails(capsys, ["train", "bc", "--dataset", "pendulum-mx10", "--runs-root", str(tmp_path)],
+          r"unknown dataset 'pendulum-mx10'; did you mean 'pendulum-mix10'")
+    fails(capsys, ["train", "bc", "--env", "Pendulum-v1", "--runs-root", str(tmp_path)], r"use --dataset")
+    fails(capsys, ["train", "ppo", "--dataset", "pendulum-mix10", "--runs-root", str(tmp_path)], r"use --env")
+    fails(capsys, ["data", "info", "pendulum-mix5"], r"not built yet: run `policylab data build pendulum-mix5`")
 
 
 def test_budgets_must_be_positive(capsys, tmp_path):

@@ -24,6 +24,7 @@ def load_registries() -> None:
     import policylab.catalog  # noqa: F401
     import policylab.experiments  # noqa: F401
     import policylab.lm  # noqa: F401
+    import policylab.offline  # noqa: F401
     import policylab.rl  # noqa: F401
 
 
@@ -70,13 +71,26 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     if spec.pillar == "lm":
         from policylab.lm.tasks import get_task
 
-        if args.env:
+        if args.env or args.dataset:
             raise PolicylabError(f"{args.algo} trains on a task, not an environment: use --task (e.g. --task gcd)")
         env_id = args.task or spec.default_env
         get_task(env_id)  # unknown task names fail here, listing the known ones
+    elif spec.pillar == "offline":
+        from policylab.catalog import build_dataset
+        from policylab.core.registry import DATASETS
+
+        if args.env or args.task:
+            raise PolicylabError(f"{args.algo} learns from a dataset: use --dataset (e.g. --dataset pendulum-mix10)")
+        dataset = args.dataset or spec.default_env
+        if dataset in DATASETS:
+            env_id = str(build_dataset(dataset))  # built from its fixed seeds when missing
+        elif Path(dataset).with_suffix(".parquet").exists():
+            env_id = dataset
+        else:
+            DATASETS.get(dataset)  # fails listing the known datasets
     else:
-        if args.task:
-            raise PolicylabError(f"{args.algo} trains on an environment, not a task: use --env")
+        if args.task or args.dataset:
+            raise PolicylabError(f"{args.algo} trains on an environment: use --env")
         env_id = check_env_id(args.env or spec.default_env)
     steps = spec.default_steps if args.steps is None else args.steps
     if steps <= 0:
@@ -90,7 +104,7 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
         cfg = tyro.cli(spec.config, args=rest, default=base, prog=f"policylab train {args.algo}")
     cfg = validate(cfg)
     set_threads()
-    name = args.run_name or f"{args.algo}-{env_id}"
+    name = args.run_name or f"{args.algo}-{Path(env_id).stem if spec.pillar == 'offline' else env_id}"
     run = RunDir(args.runs_root, name, "main", args.seed)
     summary = spec.train(cfg, env_id=env_id, seed=args.seed, steps=steps, run=run,
                          max_seconds=args.seconds, progress=None)
@@ -241,8 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("algo", nargs="?")
     p.add_argument("--env", default=None, help="environment id (default: the algorithm's)")
     p.add_argument("--steps", type=int, default=None,
-                   help="environment steps (online RL, default 100000) or updates (language models, default 200)")
+                   help="environment steps (online RL, default 100000), updates (language models, default 200) "
+                        "or gradient steps (offline, default 10000)")
     p.add_argument("--task", default=None, help="task or task mix for language-model algorithms (default: mix)")
+    p.add_argument("--dataset", default=None, help="dataset name or file for offline algorithms (built when missing)")
     p.add_argument("--seconds", type=float, default=None, help="optional wall-clock budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-name", default=None)

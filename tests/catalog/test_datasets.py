@@ -33,3 +33,8 @@ def test_pendulum_mixture_is_built_once_and_rebuilt_when_damaged(data_dir, monke
     assert load_dataset(path).metadata["sha256"] == meta["sha256"]  # rebuilt, bitwise the same
     assert main(["data", "info", "pendulum-mix10"]) == 0
     assert "normalized score" in capsys.readouterr().out
+    runs = data_dir / "runs"
+    assert main(["train", "bc", "--dataset", "pendulum-mix10", "--steps", "50", "--runs-root", str(runs),
+                 "--hidden", "32", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "eval/normalized_score" in out and (runs / "bc-pendulum-mix10" / "main" / "seed0" / "config.json").exists()

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from policylab.core.errors import ConfigError
+from policylab.envs.spaces import ActionScaler
 from policylab.envs.vector import VectorEnv
 from policylab.rl.buffer import ReplayBuffer
 from policylab.rl.ppo import PPO, PPOConfig, clipped_surrogate_loss
 from policylab.rl.returns import gae
 from policylab.rl.sac import SAC, SACConfig
-from policylab.rl.spaces import ActionScaler
 from policylab.rl.td3 import TD3, TD3Config
 from policylab.rl.train import build_online
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from policylab.envs.evaluate import RandomAgent, evaluate_policy
 from policylab.envs.factory import make_env
 from policylab.experiments.quickstart import CARTPOLE_PPO, PENDULUM_SAC
 from policylab.rl import PPO, SAC, TD3, PPOConfig, TD3Config, train_online
-from policylab.rl.evaluate import RandomAgent, evaluate_policy
 
 EPISODES = 20
 EVAL_SEED = 777

@@ -17,12 +17,15 @@ from policylab.data.format import OfflineData
 class UniformTransitions:
     """Transitions uniformly at random, with replacement."""
 
-    def __init__(self, data: OfflineData, batch_size: int, seed: int = 0):
-        self.data, self.batch_size = data, batch_size
+    def __init__(self, data: OfflineData, batch_size: int, seed: int = 0, subset: torch.Tensor | None = None):
+        """subset: transition indices to draw from (e.g. the top-x% episodes of x%BC); default all."""
+        self.data, self.batch_size, self.subset = data, batch_size, subset
         self.generator = torch.Generator().manual_seed(seed)
 
     def indices(self) -> torch.Tensor:
-        return torch.randint(len(self.data), (self.batch_size,), generator=self.generator)
+        if self.subset is None:
+            return torch.randint(len(self.data), (self.batch_size,), generator=self.generator)
+        return self.subset[torch.randint(len(self.subset), (self.batch_size,), generator=self.generator)]
 
     def sample(self) -> dict[str, torch.Tensor]:
         i = self.indices()

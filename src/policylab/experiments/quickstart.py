@@ -10,13 +10,13 @@ from __future__ import annotations
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir, read_metrics
+from policylab.envs.evaluate import RandomAgent, evaluate_policy
 from policylab.envs.factory import make_env
 from policylab.lm import GRPOConfig, train_rlvr
 from policylab.lm.evaluate import evaluate_lm
 from policylab.lm.pretrain import load_policy
 from policylab.lm.tasks import distinct_problems, get_task
 from policylab.lm.trainer import TEST_SET_SEED, accuracy_curve
-from policylab.rl.evaluate import RandomAgent, evaluate_policy
 from policylab.rl.ppo import PPO, PPOConfig
 from policylab.rl.sac import SAC, SACConfig
 from policylab.rl.train import eval_curve, train_online

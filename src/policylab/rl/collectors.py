@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from policylab.core.config import Config, param
+from policylab.envs.spaces import ActionScaler, action_dim, obs_dim
 from policylab.envs.vector import VectorEnv
 from policylab.rl.buffer import ReplayBuffer
-from policylab.rl.spaces import ActionScaler, action_dim, obs_dim
 
 
 class OnPolicyAgent(Protocol):

@@ -12,8 +12,8 @@ from torch import nn
 
 from policylab.core.config import Config, param
 from policylab.core.nn import CategoricalHead, EnsembleMLP, GaussianHead, adam
+from policylab.envs.spaces import action_dim, is_discrete, obs_dim
 from policylab.rl.returns import gae
-from policylab.rl.spaces import action_dim, is_discrete, obs_dim
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import torch
 
 from policylab.core.config import param
 from policylab.core.nn import EnsembleMLP, TanhGaussianHead, adam, mlp, soft_update
+from policylab.envs.spaces import ActionScaler, action_dim, obs_dim, require_box
 from policylab.rl.collectors import ReplayConfig
-from policylab.rl.spaces import ActionScaler, action_dim, obs_dim, require_box
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ import torch
 
 from policylab.core.config import param
 from policylab.core.nn import EnsembleMLP, adam, mlp, soft_update
+from policylab.core.targets import q_values, td3_target
+from policylab.envs.spaces import ActionScaler, action_dim, obs_dim, require_box
 from policylab.rl.collectors import ReplayConfig
-from policylab.rl.spaces import ActionScaler, action_dim, obs_dim, require_box
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,7 @@ class TD3:
         self.updates = 0
         self._last_actor_loss = torch.zeros(())
 
-    def q_values(self, critic: EnsembleMLP, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return critic(torch.cat([obs, actions], -1)).squeeze(-1)
+    q_values = staticmethod(q_values)
 
     @torch.no_grad()
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
@@ -64,11 +64,8 @@ class TD3:
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         obs = batch["obs"]
-        with torch.no_grad():  # target policy smoothing (eq. 14) and clipped double-Q (eq. 10)
-            noise = (cfg.policy_noise * torch.randn_like(batch["actions"])).clamp(-cfg.noise_clip, cfg.noise_clip)
-            next_actions = (self.actor_target(batch["next_obs"]) + noise).clamp(-1, 1)
-            next_q = self.q_values(self.critic_target, batch["next_obs"], next_actions).min(0).values
-            target = batch["rewards"] + cfg.gamma * (1 - batch["terminated"]) * next_q
+        target = td3_target(self.critic_target, self.actor_target, batch["rewards"], batch["next_obs"],
+                            batch["terminated"], cfg.gamma, cfg.policy_noise, cfg.noise_clip)
         q = self.q_values(self.critic, obs, batch["actions"])
         critic_loss = (q - target).pow(2).mean(1).sum()
         self.critic_opt.zero_grad(set_to_none=True)

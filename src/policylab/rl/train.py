@@ -11,9 +11,9 @@ from policylab.core.errors import ConfigError
 from policylab.core.run import RunDir
 from policylab.core.seeding import seed_everything
 from policylab.core.trainer import Trainer, TrainerConfig
+from policylab.envs.evaluate import evaluate_policy
 from policylab.envs.vector import VectorEnv
 from policylab.rl.collectors import ReplayCollector, RolloutCollector
-from policylab.rl.evaluate import evaluate_policy
 
 
 def build_online(algo_cls: type, cfg: Config, env_id: str, seed: int, env_steps: int):

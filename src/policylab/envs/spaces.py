@@ -1,4 +1,4 @@
-"""What a policy needs to know about gymnasium spaces: sizes and action scaling."""
+"""What a policy needs to know about gymnasium spaces: sizes and action scaling (online and offline)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,17 @@
+"""Offline RL: algorithms that learn from a fixed dataset through a sampler (BC, TD3+BC, ...)."""
+
+from functools import partial
+
+from policylab.core.algorithm import AlgorithmSpec
+from policylab.core.registry import ALGORITHMS
+from policylab.offline.bc import BC, BCConfig
+from policylab.offline.td3_bc import TD3BC, TD3BCConfig
+from policylab.offline.train import OfflineConfig, train_offline
+
+ALGORITHMS.add("bc", AlgorithmSpec("bc", BCConfig, partial(train_offline, BC), "behaviour cloning (and x%BC)",
+                                   "offline", "pendulum-mix10", BC, default_steps=10_000))
+ALGORITHMS.add("td3_bc", AlgorithmSpec("td3_bc", TD3BCConfig, partial(train_offline, TD3BC),
+                                       "TD3 with a behaviour-cloning term", "offline", "pendulum-mix10", TD3BC,
+                                       default_steps=10_000))
+
+__all__ = ["BC", "BCConfig", "OfflineConfig", "TD3BC", "TD3BCConfig", "train_offline"]

@@ -1,0 +1,74 @@
+"""Behaviour cloning, and x%BC (CORL's "any-percent BC"): imitate the dataset, or its best episodes.
+
+Continuous actions: a deterministic tanh policy regressed onto the dataset's actions in [-1, 1]
+(min E||pi(s) - a||^2). Discrete actions: cross-entropy on the actions taken.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from policylab.core.config import param
+from policylab.core.nn import adam, mlp
+from policylab.data import OfflineData, UniformTransitions
+from policylab.offline.train import OfflineConfig, Prepared
+
+
+@dataclass(frozen=True)
+class BCConfig(OfflineConfig):
+    top_percent: float = param(100.0, gt=0, le=100)
+    """Train on the top x% of episodes by return (x%BC; CORL uses 10); 100 is plain BC."""
+
+
+def top_episode_transitions(data: OfflineData, percent: float) -> torch.Tensor | None:
+    """Transition indices of the best ceil(percent% x episodes) episodes by return; None for all."""
+    if percent >= 100:
+        return None
+    keep = max(1, math.ceil(data.num_episodes * percent / 100))
+    best = data.episode_returns().argsort(descending=True)[:keep]
+    return torch.isin(data.episode_ids, best).nonzero().flatten()
+
+
+class BC:
+    name = "bc"
+
+    def __init__(self, prepared: Prepared, cfg: BCConfig):
+        self.cfg = cfg
+        data = prepared.data
+        self.discrete = data.discrete
+        n_obs = data.observations.shape[1]
+        n_out = int(data.metadata["num_actions"]) if self.discrete else data.actions.shape[1]
+        body = mlp(n_obs, n_out, cfg.hidden)
+        self.actor = body if self.discrete else torch.nn.Sequential(body, torch.nn.Tanh())
+        self.opt = adam(self.actor.parameters(), cfg.lr)
+
+    def make_sampler(self, data: OfflineData, seed: int) -> UniformTransitions:
+        return UniformTransitions(data, self.cfg.batch_size, seed, top_episode_transitions(data, self.cfg.top_percent))
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.actor(batch["observations"])
+        if self.discrete:
+            loss = F.cross_entropy(out, batch["actions"])
+        else:
+            loss = (out - batch["actions"]).pow(2).sum(-1).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss/bc": loss.detach()}
+
+    @torch.no_grad()
+    def policy_action(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.actor(obs)
+        return out.argmax(-1) if self.discrete else out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"actor": self.actor.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.opt.load_state_dict(state["opt"])
