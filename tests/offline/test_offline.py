@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from policylab.catalog import build_dataset
+from policylab.core.actor_critic import q_values
 from policylab.core.errors import ConfigError
 from policylab.core.run import RunDir
-from policylab.core.targets import q_values
 from policylab.envs.evaluate import RandomAgent, evaluate_policy
 from policylab.envs.factory import make_env
 from policylab.offline import BC, TD3BC, BCConfig, TD3BCConfig, train_offline

@@ -10,15 +10,13 @@ overestimation test.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
+from policylab.core.actor_critic import DeterministicActorCritic, td3_target
 from policylab.core.config import param
-from policylab.core.nn import EnsembleMLP, adam, mlp, soft_update
-from policylab.core.targets import q_values, td3_target
+from policylab.core.errors import ConfigError
 from policylab.offline.train import OfflineConfig, Prepared
 
 
@@ -34,64 +32,29 @@ class TD3BCConfig(OfflineConfig):
     tau: float = param(0.005, gt=0, le=1)
 
 
-class TD3BC:
+class TD3BC(DeterministicActorCritic):
     name = "td3_bc"
 
     def __init__(self, prepared: Prepared, cfg: TD3BCConfig):
-        self.cfg = cfg
         data = prepared.data
         if data.discrete:
-            from policylab.core.errors import ConfigError
-
             raise ConfigError("td3_bc needs continuous actions; this dataset's are discrete")
-        n_obs, n_act = data.observations.shape[1], data.actions.shape[1]
-        self.actor = torch.nn.Sequential(mlp(n_obs, n_act, cfg.hidden), torch.nn.Tanh())
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = EnsembleMLP(2, n_obs + n_act, 1, cfg.hidden)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = adam(self.actor.parameters(), cfg.lr)
-        self.critic_opt = adam(self.critic.parameters(), cfg.lr)
-        self.updates = 0
-        self._last_actor_loss = torch.zeros(())
+        self.cfg = cfg
+        super().__init__(data.observations.shape[1], data.actions.shape[1], cfg.hidden, cfg.lr)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         obs, actions = batch["observations"], batch["actions"]
         target = td3_target(self.critic_target, self.actor_target, batch["rewards"], batch["next_observations"],
                             batch["terminals"], cfg.gamma, cfg.policy_noise, cfg.noise_clip)
-        q = q_values(self.critic, obs, actions)
-        critic_loss = (q - target).pow(2).mean(1).sum()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
-        self.updates += 1
-        if self.updates % cfg.policy_delay == 0:
-            self.critic.requires_grad_(False)
+        critic_loss, q = self.critic_step(obs, actions, target)
+        if self.actor_due(cfg.policy_delay):
             pi = self.actor(obs)
-            q_pi = q_values(self.critic, obs, pi)[0]
-            lam = cfg.alpha / q_pi.abs().mean().detach()
-            actor_loss = -lam * q_pi.mean() + cfg.bc_weight * (pi - actions).pow(2).mean()
-            self.critic.requires_grad_(True)
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_opt.step()
-            soft_update(self.actor_target, self.actor, cfg.tau)
-            soft_update(self.critic_target, self.critic, cfg.tau)
-            self._last_actor_loss = actor_loss.detach()
-        return {"loss/critic": critic_loss.detach(), "loss/actor": self._last_actor_loss, "q": q.detach().mean()}
+            q_pi = self.frozen_critic_q1(obs, pi)
+            lam = cfg.alpha / q_pi.abs().mean().detach()  # eq. 3: lambda = alpha / mean |Q|, not differentiated
+            self.actor_step(-lam * q_pi.mean() + cfg.bc_weight * (pi - actions).pow(2).mean(), cfg.tau)
+        return {"loss/critic": critic_loss, "loss/actor": self._last_actor_loss, "q": q.mean()}
 
     @torch.no_grad()
     def policy_action(self, obs: torch.Tensor) -> torch.Tensor:
         return self.actor(obs)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"actor": self.actor.state_dict(), "actor_target": self.actor_target.state_dict(),
-                "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
-                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "updates": self.updates, "last_actor_loss": self._last_actor_loss}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt"):
-            getattr(self, key).load_state_dict(state[key])
-        self.updates = state["updates"]
-        self._last_actor_loss = state["last_actor_loss"]
