@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from policylab.core.atomic import atomic_write_json, atomic_write_text
 from policylab.core.report import git_commit
 from policylab.core.seeding import set_threads
 from policylab.lm import GRPOConfig, train_rlvr
@@ -151,8 +151,8 @@ def main() -> int:
               "command": shlex.join(["python", *sys.argv])}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "lm_gpu_check.json").write_text(json.dumps(result, indent=2))
-    (out / "lm_gpu_check.md").write_text(render(result))
+    atomic_write_json(out / "lm_gpu_check.json", result)
+    atomic_write_text(out / "lm_gpu_check.md", render(result))
     print(render(result))
     return 0
 

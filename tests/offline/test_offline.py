@@ -150,3 +150,18 @@ def test_top_percent_picks_the_best_episodes_and_bad_input(datasets):
         BCConfig(top_percent=0)
     with pytest.raises(ConfigError, match="not a dataset file"):
         train_offline(BC, BCConfig(), env_id="pendulum-mix10", steps=10)
+
+
+@pytest.mark.xdist_group("pendulum-data")
+def test_a_callers_sampler_replaces_the_algorithms_default(datasets):
+    from policylab.data import UniformTransitions
+
+    made = []
+
+    def sampler(data, batch_size, seed):
+        made.append((len(data), batch_size, seed))
+        return UniformTransitions(data, batch_size, seed)
+
+    summary = train_offline(BC, BCConfig(top_percent=10, **SMALL), env_id=datasets["pendulum-mix10"], seed=4, steps=3,
+                            evals=0, eval_episodes=0, checkpoints=0, progress=False, sampler=sampler)
+    assert made == [(40_000, 256, 4)] and summary["steps"] == 3

@@ -8,7 +8,6 @@ in `datasets_dir()/behaviour/`.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from policylab.core.atomic import atomic_write_json
+from policylab.core.atomic import atomic_write_json, exclusive
 from policylab.core.errors import PolicylabError
 from policylab.core.registry import DATASETS
 from policylab.core.run import RunDir
@@ -53,9 +52,7 @@ def build_dataset(name: str, force: bool = False, progress: bool | None = None) 
     """The dataset's path, built first when missing or invalid (one builder at a time per dataset)."""
     recipe: DatasetRecipe = DATASETS.get(name)
     path = dataset_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(path):
         if not force and path.exists():
             try:
                 load_dataset(path)

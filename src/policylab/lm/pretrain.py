@@ -9,7 +9,6 @@ the recipe; the same recipe and seed give the same weights (one thread, fixed se
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -23,7 +22,7 @@ from typing import Any
 
 import torch
 
-from policylab.core.atomic import atomic_write_bytes
+from policylab.core.atomic import atomic_write_bytes, exclusive
 from policylab.core.config import Config, param, to_dict
 from policylab.core.errors import CheckpointError, ConfigError
 from policylab.core.registry import Registry
@@ -173,9 +172,7 @@ def pretrain(name_or_cfg: str | PretrainConfig = "tiny-mix", progress: bool | No
     if path.exists() and not force:
         load_base(path)  # a damaged cache file raises here rather than later
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers wanting the same base model build it once
+    with exclusive(path):  # parallel workers wanting the same base model build it once
         if path.exists() and not force:
             return path
         _train_base(cfg, path, progress, fresh=force)

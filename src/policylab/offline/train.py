@@ -118,9 +118,13 @@ def train_offline(algo_cls: type, cfg: OfflineConfig, *, env_id: str | Path | Of
     seed_everything(seed)
     prepared = Prepared(data, cfg.normalize_states)
     algo = algo_cls(prepared, cfg)
-    make_sampler = sampler or (lambda d, batch, s: UniformTransitions(d, batch, s))
-    source = OfflineSource(algo.make_sampler(prepared.data, seed) if hasattr(algo, "make_sampler")
-                           else make_sampler(prepared.data, cfg.batch_size, seed))
+    if sampler is not None:  # a caller's sampler (e.g. trajectory weighting) wins over the algorithm's default
+        chosen = sampler(prepared.data, cfg.batch_size, seed)
+    elif hasattr(algo, "make_sampler"):
+        chosen = algo.make_sampler(prepared.data, seed)
+    else:
+        chosen = UniformTransitions(prepared.data, cfg.batch_size, seed)
+    source = OfflineSource(chosen)
     if run is not None:
         run.save_config(cfg, algo=algo.name, dataset=str(data.metadata.get("name", env_id)), seed=seed, steps=steps)
     policy = EnvPolicy(algo, prepared)
