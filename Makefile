@@ -14,7 +14,7 @@ $(PY):
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,bench,lm,hdf5]"
+	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,bench,lm,hdf5,minari,maze]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,9 +25,18 @@ demo: install
 test: install
 	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup tests
 
-bench: install
+# d3rlpy 2.8.1 pins gymnasium==1.0.0; installed without its pins so it cannot downgrade ours.
+D3RLPY_DEPS := gym==0.26.2 structlog colorama dataclasses-json scikit-learn
+
+$(VENV)/.d3rlpy: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps "d3rlpy==2.8.1"
+	$(PY) -m pip install -q $(D3RLPY_DEPS) "$(TORCH)"
+	touch $@
+
+bench: install $(VENV)/.d3rlpy
 	$(PY) benchmarks/online_throughput.py
 	$(PY) benchmarks/lm_throughput.py
+	$(PY) benchmarks/offline_throughput.py
 
 claims: install
 	$(VENV)/bin/policylab run --all-claims --budget full --workers $(WORKERS)

@@ -157,6 +157,7 @@ def _data(args: argparse.Namespace) -> int:
     from policylab.core.registry import DATASETS
     from policylab.core.seeding import set_threads
     from policylab.data import load_dataset
+    from policylab.data.measures import trajectory_quality
 
     set_threads()
     if args.data_command == "list":
@@ -185,6 +186,13 @@ def _data(args: argparse.Namespace) -> int:
     table.add_row("episode return mean [min, max]", f"{returns.mean():.1f} [{returns.min():.1f}, {returns.max():.1f}]")
     table.add_row("reference min / max", f"{meta['ref_min_score']:.1f} / {meta['ref_max_score']:.1f}")
     table.add_row("normalized score of the mean return", f"{float(data.normalized_score(returns.mean())):.1f}")
+    measures = meta.get("measures")
+    if measures:  # computed at build time against the suite's replay dataset (data/measures.py)
+        table.add_row("TQ / SACo / lSACo", f"{measures['tq']:.3f} / {measures['saco']:.3f} / {measures['lsaco']:.3f} "
+                                           f"(reference: {meta['measure_reference']['dataset']})")
+    else:
+        tq = trajectory_quality(float(returns.mean()), meta["ref_min_score"], meta["ref_max_score"])
+        table.add_row("TQ (against the references)", f"{tq:.3f}; SACo needs a replay reference (cartpole-* have one)")
     for key in ("kind", "expert_percent", "behaviour"):
         if key in meta:
             table.add_row(key, str(meta[key]))

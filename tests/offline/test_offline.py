@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from policylab.catalog import build_dataset
 from policylab.core.actor_critic import q_values
 from policylab.core.errors import ConfigError
 from policylab.core.run import RunDir
@@ -16,17 +15,6 @@ from policylab.offline.bc import top_episode_transitions
 from policylab.offline.iql import expectile_loss
 
 SMALL = {"hidden": (64, 64)}
-
-
-@pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    """pendulum-mix10 and pendulum-expert, built once for the module (trains the SAC expert)."""
-    folder = tmp_path_factory.mktemp("datasets")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("POLICYLAB_DATA", str(folder))
-    paths = {name: build_dataset(name) for name in ("pendulum-mix10", "pendulum-expert")}
-    yield paths
-    mp.undo()
 
 
 def overestimation_gap(summary, episodes=5, gamma=0.99, seed=123):
@@ -165,3 +153,23 @@ def test_a_callers_sampler_replaces_the_algorithms_default(datasets):
     summary = train_offline(BC, BCConfig(top_percent=10, **SMALL), env_id=datasets["pendulum-mix10"], seed=4, steps=3,
                             evals=0, eval_episodes=0, checkpoints=0, progress=False, sampler=sampler)
     assert made == [(40_000, 256, 4)] and summary["steps"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("pendulum-data")
+@pytest.mark.parametrize("name", ["bc", "td3_bc", "iql", "cql"])
+def test_each_algorithm_beats_bc_on_random_data_and_a_random_policy(datasets, name):
+    """3k steps, 2 x 64, seed 0 on pendulum-mix10, against the better of a random policy and BC trained on
+    pendulum-random (same budget). Margins fixed before the first run from earlier measurements: +100
+    for TD3+BC and IQL; for BC and CQL only "better" (BC on mix10 was -1072 vs random -1118 at 3k steps,
+    CQL -1097 at 5k: with CORL's policy lr 3e-5 it moves slowly)."""
+    algo_cls, cfg = {"bc": (BC, BCConfig(**SMALL)), "td3_bc": (TD3BC, TD3BCConfig(**SMALL)),
+                     "iql": (IQL, IQLConfig(**SMALL)), "cql": (CQL, CQLConfig(**SMALL))}[name]
+    random_return = evaluate_policy(RandomAgent(make_env("Pendulum-v1").action_space, 0), "Pendulum-v1", 10,
+                                    seed=10_000)["return"]
+    bc_on_random = train_offline(BC, BCConfig(**SMALL), env_id=datasets["pendulum-random"], seed=0, steps=3000,
+                                 evals=1, progress=False)["eval"]["eval/return"]
+    trained = train_offline(algo_cls, cfg, env_id=datasets["pendulum-mix10"], seed=0, steps=3000, evals=1,
+                            progress=False)["eval"]["eval/return"]
+    margin = 100 if name in ("td3_bc", "iql") else 0
+    assert trained > max(random_return, bc_on_random) + margin, (name, trained, random_return, bc_on_random)

@@ -151,6 +151,7 @@ class Trainer:
         set_rng_state(saved)
         self.last_eval = result
         logger.log(self.step, {**result, **self.source.counters()})
+        self._emit("eval")
 
     def _emit(self, event: str) -> None:
         for callback in self.callbacks:

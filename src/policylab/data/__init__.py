@@ -13,7 +13,9 @@ from policylab.data.format import (
                                    save_dataset,
 )
 from policylab.data.importers import episodes_from_d4rl, import_d4rl, read_d4rl_file
+from policylab.data.minari_io import export_minari, import_minari
 from policylab.data.samplers import TrajectorySegments, UniformTransitions
 
 __all__ = ["DatasetError", "Episode", "OfflineData", "TrajectorySegments", "UniformTransitions", "episodes_from_d4rl",
-           "episodes_of", "import_d4rl", "load_dataset", "read_d4rl_file", "read_metadata", "save_dataset"]
+           "episodes_of", "export_minari", "import_d4rl", "import_minari", "load_dataset", "read_d4rl_file",
+           "read_metadata", "save_dataset"]

@@ -1,4 +1,10 @@
-"""Deterministic policy evaluation: one episode per env, all envs stepped as one batch."""
+"""Deterministic policy evaluation: one episode per env, all envs stepped as one batch.
+
+An agent with per-episode state (a return-conditioned policy's remaining target) may define
+`reset(num_episodes)`, called once before the first step, and `observe(indices, rewards, dones)`,
+called after each batched step with the episodes just stepped (the rows `act` was given, in order),
+their rewards and whether each one ended. The next `act` gets the rows of those not done, in order.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +25,19 @@ def evaluate_policy(agent: Actor, env_id: str, episodes: int = 10, seed: int = 1
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
     returns = np.zeros(episodes)
     running = np.ones(episodes, dtype=bool)
+    observe = getattr(agent, "observe", None)
+    if hasattr(agent, "reset"):
+        agent.reset(episodes)
     while running.any():
         live = np.flatnonzero(running)
         actions = agent.act(obs[live], deterministic)
+        rewards = np.zeros(len(live))
         for j, i in enumerate(live):
-            obs[i], reward, terminated, truncated, _ = envs[i].step(actions[j])
-            returns[i] += reward
+            obs[i], rewards[j], terminated, truncated, _ = envs[i].step(actions[j])
+            returns[i] += rewards[j]
             running[i] = not (terminated or truncated)
+        if observe is not None:
+            observe(live, rewards, ~running[live])
     for env in envs:
         env.close()
     return {"return": float(returns.mean()), "return_std": float(returns.std())}

@@ -3,4 +3,11 @@
 Importing this package registers every experiment in `policylab.core.registry.EXPERIMENTS`.
 """
 
-from policylab.experiments import lite_ppo, lite_ppo_skew, quickstart, selftest  # noqa: F401
+from policylab.experiments import (  # noqa: F401
+    lite_ppo,
+    lite_ppo_skew,
+    offline_baselines,
+    quickstart,
+    selftest,
+    tq_saco,
+)

@@ -1,4 +1,4 @@
-"""Offline RL: algorithms that learn from a fixed dataset through a sampler (BC, TD3+BC, ...)."""
+"""Offline RL: algorithms that learn from a fixed dataset through a sampler (BC, TD3+BC, IQL, CQL, RCSL, DQN...)."""
 
 from functools import partial
 
@@ -6,7 +6,10 @@ from policylab.core.algorithm import AlgorithmSpec
 from policylab.core.registry import ALGORITHMS
 from policylab.offline.bc import BC, BCConfig
 from policylab.offline.cql import CQL, CQLConfig
+from policylab.offline.discrete_cql import DiscreteCQL, DiscreteCQLConfig
+from policylab.offline.dqn import OfflineDQN, OfflineDQNConfig
 from policylab.offline.iql import IQL, IQLConfig
+from policylab.offline.rcsl import RCSL, RCSLConfig
 from policylab.offline.td3_bc import TD3BC, TD3BCConfig
 from policylab.offline.train import OfflineConfig, train_offline
 
@@ -21,6 +24,16 @@ ALGORITHMS.add("iql", AlgorithmSpec("iql", IQLConfig, partial(train_offline, IQL
 ALGORITHMS.add("cql", AlgorithmSpec("cql", CQLConfig, partial(train_offline, CQL),
                                     "conservative Q-learning (SAC-based CQL(H))", "offline", "pendulum-mix10", CQL,
                                     default_steps=10_000))
+ALGORITHMS.add("rcsl", AlgorithmSpec("rcsl", RCSLConfig, partial(train_offline, RCSL),
+                                     "return-conditioned supervised learning (MLP, RvS)", "offline", "pendulum-mix10",
+                                     RCSL, default_steps=10_000))
+ALGORITHMS.add("dqn_offline", AlgorithmSpec("dqn_offline", OfflineDQNConfig, partial(train_offline, OfflineDQN),
+                                            "double DQN on a fixed dataset (discrete actions)", "offline",
+                                            "cartpole-replay", OfflineDQN, default_steps=20_000))
+ALGORITHMS.add("cql_discrete", AlgorithmSpec("cql_discrete", DiscreteCQLConfig, partial(train_offline, DiscreteCQL),
+                                             "conservative Q-learning for discrete actions", "offline",
+                                             "cartpole-replay", DiscreteCQL, default_steps=20_000))
 
-__all__ = ["BC", "BCConfig", "CQL", "CQLConfig", "IQL", "IQLConfig", "OfflineConfig", "TD3BC", "TD3BCConfig",
+__all__ = ["BC", "BCConfig", "CQL", "CQLConfig", "DiscreteCQL", "DiscreteCQLConfig", "IQL", "IQLConfig",
+           "OfflineConfig", "OfflineDQN", "OfflineDQNConfig", "RCSL", "RCSLConfig", "TD3BC", "TD3BCConfig",
            "train_offline"]

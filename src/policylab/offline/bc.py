@@ -34,28 +34,34 @@ def top_episode_transitions(data: OfflineData, percent: float) -> torch.Tensor |
     return torch.isin(data.episode_ids, best).nonzero().flatten()
 
 
+def imitation_actor(data: OfflineData, extra_inputs: int, hidden: tuple[int, ...]) -> torch.nn.Module:
+    """Logits over the actions (discrete) or a tanh action in [-1, 1] (continuous), from the state and
+    `extra_inputs` more features (RCSL's return-to-go)."""
+    n_in = data.observations.shape[1] + extra_inputs
+    n_out = int(data.metadata["num_actions"]) if data.discrete else data.actions.shape[1]
+    body = mlp(n_in, n_out, hidden)
+    return body if data.discrete else torch.nn.Sequential(body, torch.nn.Tanh())
+
+
+def imitation_loss(out: torch.Tensor, actions: torch.Tensor, discrete: bool) -> torch.Tensor:
+    """Cross-entropy on the actions taken, or the squared error to them summed over action dimensions."""
+    return F.cross_entropy(out, actions) if discrete else (out - actions).pow(2).sum(-1).mean()
+
+
 class BC:
     name = "bc"
 
     def __init__(self, prepared: Prepared, cfg: BCConfig):
         self.cfg = cfg
-        data = prepared.data
-        self.discrete = data.discrete
-        n_obs = data.observations.shape[1]
-        n_out = int(data.metadata["num_actions"]) if self.discrete else data.actions.shape[1]
-        body = mlp(n_obs, n_out, cfg.hidden)
-        self.actor = body if self.discrete else torch.nn.Sequential(body, torch.nn.Tanh())
+        self.discrete = prepared.data.discrete
+        self.actor = imitation_actor(prepared.data, 0, cfg.hidden)
         self.opt = adam(self.actor.parameters(), cfg.lr)
 
     def make_sampler(self, data: OfflineData, seed: int) -> UniformTransitions:
         return UniformTransitions(data, self.cfg.batch_size, seed, top_episode_transitions(data, self.cfg.top_percent))
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = self.actor(batch["observations"])
-        if self.discrete:
-            loss = F.cross_entropy(out, batch["actions"])
-        else:
-            loss = (out - batch["actions"]).pow(2).sum(-1).mean()
+        loss = imitation_loss(self.actor(batch["observations"]), batch["actions"], self.discrete)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

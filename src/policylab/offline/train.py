@@ -84,10 +84,22 @@ class OfflineSource:
 
 
 class EnvPolicy:
-    """An offline algorithm's policy as the evaluator expects it: env observations in, env actions out."""
+    """An offline algorithm's policy as the evaluator expects it: env observations in, env actions out.
+
+    The evaluator's per-episode hooks go to the algorithm's `policy_reset` / `policy_observe` where it has
+    them (a return-conditioned policy tracks its remaining target); rewards stay in env units.
+    """
 
     def __init__(self, algo: Any, prepared: Prepared):
         self.algo, self.prepared = algo, prepared
+
+    def reset(self, num_episodes: int) -> None:
+        if hasattr(self.algo, "policy_reset"):
+            self.algo.policy_reset(num_episodes)
+
+    def observe(self, indices: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
+        if hasattr(self.algo, "policy_observe"):
+            self.algo.policy_observe(torch.as_tensor(indices), torch.as_tensor(rewards), torch.as_tensor(dones))
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:

@@ -1,9 +1,10 @@
-"""Online RL: PPO, SAC, TD3 (and later MDPO, SQIRL) on vectorized gymnasium envs."""
+"""Online RL: PPO, SAC, TD3, DQN (and later MDPO, SQIRL) on vectorized gymnasium envs."""
 
 from functools import partial
 
 from policylab.core.algorithm import AlgorithmSpec
 from policylab.core.registry import ALGORITHMS
+from policylab.rl.dqn import DQN, DQNConfig
 from policylab.rl.policy_io import load_policy, save_policy
 from policylab.rl.ppo import PPO, PPOConfig
 from policylab.rl.sac import SAC, SACConfig
@@ -14,7 +15,10 @@ ALGORITHMS.add("ppo", AlgorithmSpec("ppo", PPOConfig, partial(train_online, PPO)
                                     "rl", "CartPole-v1", PPO))
 ALGORITHMS.add("sac", AlgorithmSpec("sac", SACConfig, partial(train_online, SAC), "soft actor-critic, auto entropy",
                                     "rl", "Pendulum-v1", SAC))
+ALGORITHMS.add("dqn", AlgorithmSpec("dqn", DQNConfig, partial(train_online, DQN), "double DQN, epsilon-greedy",
+                                    "rl", "CartPole-v1", DQN))
 ALGORITHMS.add("td3", AlgorithmSpec("td3", TD3Config, partial(train_online, TD3), "twin delayed DDPG",
                                     "rl", "Pendulum-v1", TD3))
 
-__all__ = ["PPO", "PPOConfig", "SAC", "SACConfig", "TD3", "TD3Config", "load_policy", "save_policy", "train_online"]
+__all__ = ["DQN", "DQNConfig", "PPO", "PPOConfig", "SAC", "SACConfig", "TD3", "TD3Config", "load_policy", "save_policy",
+           "train_online"]

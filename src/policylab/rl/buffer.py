@@ -8,7 +8,7 @@ import torch
 
 
 class ReplayBuffer:
-    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated")
+    FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int):
         self.capacity, self.size, self.ptr = capacity, 0, 0
@@ -18,14 +18,20 @@ class ReplayBuffer:
             "rewards": torch.zeros(capacity),
             "next_obs": torch.zeros(capacity, obs_dim),
             "terminated": torch.zeros(capacity),
+            "truncated": torch.zeros(capacity),
         }
 
     def add(self, **batch: torch.Tensor) -> None:
-        """Add a batch of n transitions (n = number of envs), wrapping around when full."""
+        """Add a batch of n transitions (n = number of envs), wrapping around when full.
+
+        `truncated` (a time limit, not a terminal state) is optional; it lets a buffer that never
+        wrapped be cut back into episodes (the replay datasets of the offline catalog).
+        """
         n = batch["obs"].shape[0]
         idx = (torch.arange(n) + self.ptr) % self.capacity
         for key in self.FIELDS:
-            self.data[key][idx] = batch[key].to(self.data[key].dtype)
+            if key in batch:
+                self.data[key][idx] = batch[key].to(self.data[key].dtype)
         self.ptr = (self.ptr + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 

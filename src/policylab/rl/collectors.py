@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from policylab.core.config import Config, param
-from policylab.envs.spaces import ActionScaler, action_dim, obs_dim
+from policylab.envs.spaces import ActionScaler, action_dim, is_discrete, obs_dim
 from policylab.envs.vector import VectorEnv
 from policylab.rl.buffer import ReplayBuffer
 
@@ -102,33 +102,43 @@ class ReplayConfig(Config):
 
 
 class ReplayCollector:
-    """One env step per update into a replay buffer, then one sampled batch (SAC, TD3).
+    """One env step per update into a replay buffer, then one sampled batch (SAC, TD3, DQN).
 
     The first call fills the buffer with `learning_starts` uniformly random actions.
-    Actions live in [-1, 1] in the buffer and are scaled to the env's bounds on the way out.
+    Continuous actions live in [-1, 1] in the buffer and are scaled to the env's bounds on the way
+    out; discrete actions are stored as one float column holding the action index.
     """
 
     def __init__(self, envs: VectorEnv, buffer_size: int, batch_size: int, learning_starts: int):
         self.envs, self.batch_size, self.learning_starts = envs, batch_size, learning_starts
-        self.act_dim = action_dim(envs.single_action_space)
-        self.scaler = ActionScaler(envs.single_action_space)
+        space = envs.single_action_space
+        self.discrete = is_discrete(space)
+        self.act_dim = 1 if self.discrete else action_dim(space)
+        self.scaler = None if self.discrete else ActionScaler(space)
         self.buffer = ReplayBuffer(buffer_size, obs_dim(envs.single_observation_space), self.act_dim)
         self.env_steps = 0
         self.warm = False
 
-    def _step(self, unit_actions: torch.Tensor) -> None:
+    def _step(self, actions: torch.Tensor) -> None:
         obs = _as_obs(self.envs.obs)
-        next_obs, reward, terminated, _, final_obs = self.envs.step(self.scaler.to_env(unit_actions.numpy()))
-        self.buffer.add(obs=obs, actions=unit_actions, rewards=torch.as_tensor(reward),
-                        next_obs=_as_obs(final_obs), terminated=torch.as_tensor(terminated))
+        env_actions = actions.numpy() if self.discrete else self.scaler.to_env(actions.numpy())
+        next_obs, reward, terminated, truncated, final_obs = self.envs.step(env_actions)
+        self.buffer.add(obs=obs, actions=actions.reshape(len(obs), -1), rewards=torch.as_tensor(reward),
+                        next_obs=_as_obs(final_obs), terminated=torch.as_tensor(terminated),
+                        truncated=torch.as_tensor(truncated & ~terminated))
         self.env_steps += self.envs.num_envs
+
+    def _random_actions(self) -> torch.Tensor:
+        n = self.envs.num_envs
+        if self.discrete:
+            return torch.as_tensor(np.random.randint(0, self.envs.single_action_space.n, n))
+        return torch.as_tensor(np.random.uniform(-1.0, 1.0, (n, self.act_dim)), dtype=torch.float32)
 
     @torch.no_grad()
     def next_batch(self, agent: OffPolicyAgent) -> dict[str, torch.Tensor]:
         if not self.warm:
             for _ in range(math.ceil(self.learning_starts / self.envs.num_envs)):
-                random_actions = np.random.uniform(-1.0, 1.0, (self.envs.num_envs, self.act_dim))
-                self._step(torch.as_tensor(random_actions, dtype=torch.float32))
+                self._step(self._random_actions())
             self.warm = True
         self._step(agent.explore(_as_obs(self.envs.obs)))
         return self.buffer.sample(self.batch_size)

@@ -60,6 +60,7 @@ def train_online(algo_cls: type, cfg: Config, *, env_id: str, seed: int = 0, ste
     summary = Trainer(algo, source, trainer_cfg, run, evaluate, callbacks).fit()
     summary["env_steps"] = source.env_steps
     summary["algorithm"] = algo
+    summary["collector"] = source  # the replay datasets of the offline catalog read its buffer
     return summary
 
 
