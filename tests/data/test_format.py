@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from policylab.core.errors import ConfigError
 from policylab.data import (
     DatasetError,
     Episode,
@@ -183,3 +184,9 @@ def test_samplers(tmp_path, eps):
     valid = seg["mask"][:, 1:] > 0
     chained = (seg["next_observations"][:, :-1] == seg["observations"][:, 1:]).all(-1)
     assert chained[valid].all() and (seg["mask"] == 0).any()
+    with pytest.raises(ConfigError, match="length = 0"):
+        TrajectorySegments(data, 8, length=0)
+    with pytest.raises(ConfigError, match="batch_size = 0"):
+        UniformTransitions(data, 0)
+    with pytest.raises(ConfigError, match="subset .* is empty"):
+        UniformTransitions(data, 8, subset=torch.zeros(0, dtype=torch.long))

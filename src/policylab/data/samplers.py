@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from policylab.core.errors import ConfigError
 from policylab.data.format import OfflineData
 
 
@@ -19,6 +20,10 @@ class UniformTransitions:
 
     def __init__(self, data: OfflineData, batch_size: int, seed: int = 0, subset: torch.Tensor | None = None):
         """subset: transition indices to draw from (e.g. the top-x% episodes of x%BC); default all."""
+        if batch_size <= 0:
+            raise ConfigError(f"{type(self).__name__}: batch_size = {batch_size} is not allowed: must be >= 1")
+        if subset is not None and len(subset) == 0:
+            raise ConfigError(f"{type(self).__name__}: the subset of transitions to draw from is empty")
         self.data, self.batch_size, self.subset = data, batch_size, subset
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -48,6 +53,8 @@ class TrajectorySegments(UniformTransitions):
     """
 
     def __init__(self, data: OfflineData, batch_size: int, length: int, seed: int = 0):
+        if length <= 0:
+            raise ConfigError(f"TrajectorySegments: length = {length} is not allowed: must be >= 1 transition")
         super().__init__(data, batch_size, seed)
         self.length = length
         self.episode_end = data.episode_starts[1:][data.episode_ids]  # one past each transition's episode
