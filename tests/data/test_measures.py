@@ -82,3 +82,18 @@ def test_take_transitions_cuts_the_last_episode_into_a_truncation():
     assert cut_episode(eps[0], 10) is eps[0]
     with pytest.raises(ValueError, match="only 5"):
         take_transitions(eps, 6)
+
+
+def test_collected_episodes_start_from_their_reset_observation():
+    """Regression: the first observation used to alias the row the collector kept overwriting."""
+    from policylab.data.collect import collect_episodes, collect_transitions
+    from policylab.envs.factory import make_env
+
+    rng = np.random.default_rng(0)
+    eps = collect_episodes("Pendulum-v1", lambda o: rng.uniform(-2, 2, (len(o), 1)).astype(np.float32), 3, seed=5)
+    for i, ep in enumerate(eps):
+        np.testing.assert_array_equal(ep.observations[0], make_env("Pendulum-v1").reset(seed=5 + i)[0])
+    eps = collect_transitions("CartPole-v1", lambda o: rng.integers(0, 2, len(o)), 300, seed=7, num_envs=4)
+    assert sum(e.length for e in eps) == 300
+    assert all(np.abs(e.observations[0]).max() <= 0.05 for e in eps)  # CartPole resets in [-0.05, 0.05]^4
+    assert all(np.abs(e.observations[1:]).max() > 0.05 for e in eps if e.length > 5)

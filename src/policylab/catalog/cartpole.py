@@ -39,7 +39,8 @@ CARTPOLE = "CartPole-v1"
 KINDS = ("random", "mixed", "replay", "noisy", "expert")
 NOISY_EPSILON = 0.2
 MIXED_EXPERT_FRACTION = 0.2
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
+"""2: first observations of episodes fixed (version 1 held a later state there)."""
 SEEDS = {"dqn": 0, "expert": 10_000, "noisy": 20_000, "random": 30_000}
 
 
@@ -64,7 +65,8 @@ def suite_paths(folder: Path, prefix: str) -> dict[str, Path]:
 
 def _suite_valid(paths: dict[str, Path]) -> bool:
     try:
-        return all("measures" in load_dataset(p).metadata for p in paths.values())
+        metas = [load_dataset(p).metadata for p in paths.values()]
+        return all("measures" in m and m.get("builder_version") == BUILDER_VERSION for m in metas)
     except DatasetError:
         return False
 
@@ -140,4 +142,4 @@ def build_named(kind: str):
 for _kind in KINDS:
     DATASETS.add(f"cartpole-{_kind}", DatasetRecipe(
         f"cartpole-{_kind}", CARTPOLE, f"100k transitions, {_kind} (one DQN run makes all five cartpole "
-                                       "datasets, a few minutes)", build_named(_kind)))
+                                       "datasets, a few minutes)", build_named(_kind), BUILDER_VERSION))

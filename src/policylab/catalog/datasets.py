@@ -27,7 +27,8 @@ from policylab.data.collect import collect_episodes
 from policylab.envs.factory import make_env
 from policylab.rl import SAC, SACConfig, load_policy, save_policy, train_online
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
+"""2: first observations of episodes fixed (version 1 builds after f33d642 held a later state there)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class DatasetRecipe:
     description: str
     build: Callable[[Path, bool | None], None]
     """build(path, progress) writes the dataset at `path` (save_dataset)."""
+    version: int = 1
+    """The builder version its sidecar must carry; a cached file of another version is rebuilt."""
 
 
 def datasets_dir() -> Path:
@@ -55,10 +58,10 @@ def build_dataset(name: str, force: bool = False, progress: bool | None = None) 
     with exclusive(path):
         if not force and path.exists():
             try:
-                load_dataset(path)
-                return path
+                if load_dataset(path).metadata.get("builder_version") == recipe.version:
+                    return path
             except DatasetError:
-                pass  # damaged or stale: rebuild
+                pass  # damaged: rebuild
         recipe.build(path, progress)
     return path
 
@@ -164,10 +167,10 @@ def build_pendulum(expert_percent: float | None, random_only: bool = False) -> C
 
 
 DATASETS.add("pendulum-random", DatasetRecipe("pendulum-random", PENDULUM, "100 uniform-random episodes (20k steps)",
-                                              build_pendulum(None, random_only=True)))
+                                              build_pendulum(None, random_only=True), BUILDER_VERSION))
 DATASETS.add("pendulum-expert", DatasetRecipe("pendulum-expert", PENDULUM, "100 noisy SAC-expert episodes (20k steps)",
-                                              build_pendulum(None)))
+                                              build_pendulum(None), BUILDER_VERSION))
 for _pct in (1, 5, 10, 50):
     DATASETS.add(f"pendulum-mix{_pct}", DatasetRecipe(
         f"pendulum-mix{_pct}", PENDULUM, f"200 episodes, {_pct}% noisy SAC-expert, the rest uniform random",
-        build_pendulum(float(_pct))))
+        build_pendulum(float(_pct)), BUILDER_VERSION))

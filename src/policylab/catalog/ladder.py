@@ -32,7 +32,8 @@ from policylab.rl import TD3, TD3Config, train_online
 
 KINDS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 NOISE = 0.1
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
+"""2: first observations of episodes fixed (version 1 held a later state there)."""
 SEEDS = {"td3": 0, "random": 1_000, "medium": 2_000, "expert": 3_000, "refs": 4_000}
 
 
@@ -63,9 +64,8 @@ def build_ladder(ladder: Ladder, folder: Path, progress: bool | None = None) -> 
     paths = ladder_paths(folder, ladder.prefix)
     with exclusive(folder / f"{ladder.prefix}-ladder"):
         try:
-            for path in paths.values():
-                load_dataset(path)
-            return paths
+            if all(load_dataset(p).metadata.get("builder_version") == BUILDER_VERSION for p in paths.values()):
+                return paths
         except DatasetError:
             pass
         env_id, n = ladder.env_id, ladder.transitions
@@ -117,7 +117,7 @@ def _recipe(ladder: Ladder, kind: str) -> DatasetRecipe:
     size = "the run's transitions until medium" if kind == "medium-replay" else f"{ladder.transitions // 1000}k"
     return DatasetRecipe(f"{ladder.prefix}-{kind}", ladder.env_id,
                          f"{kind}, {size} ({ladder.env_id}; one {ladder.train_steps // 1000}k-step TD3 run makes "
-                         "the whole ladder)", build)
+                         "the whole ladder)", build, BUILDER_VERSION)
 
 
 for _ladder in LADDERS.values():

@@ -118,7 +118,7 @@ def _recipe(maze: str) -> DatasetRecipe:
     return DatasetRecipe(f"maze2d-{maze}", spec.env_id,
                          f"{spec.transitions // 1000}k transitions of a noisy waypoint controller toward random "
                          f"cells, cut into {spec.horizon}-step episodes; fixed evaluation goal (stitching)",
-                         partial(build_maze, maze))
+                         partial(build_maze, maze), BUILDER_VERSION)
 
 
 for _maze in MAZES:

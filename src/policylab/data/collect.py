@@ -28,13 +28,14 @@ def collect_episodes(env_id: str, act: Callable[[np.ndarray], np.ndarray], episo
 
 
 def _new_trace(obs: np.ndarray) -> dict[str, list]:
-    return {"obs": [np.asarray(obs, dtype=np.float32)], "actions": [], "rewards": [], "terms": [], "truncs": []}
+    # a copy: callers pass a row of the array they keep overwriting with the next observations
+    return {"obs": [np.array(obs, dtype=np.float32)], "actions": [], "rewards": [], "terms": [], "truncs": []}
 
 
 def _step(env, action, trace: dict[str, list]) -> tuple[np.ndarray, bool]:
     """Step `env`, append the transition to `trace`; (next observation, whether the episode ended)."""
     nxt, reward, terminated, truncated, _ = env.step(action)
-    trace["obs"].append(np.asarray(nxt, dtype=np.float32))
+    trace["obs"].append(np.array(nxt, dtype=np.float32))
     trace["actions"].append(action)
     trace["rewards"].append(reward)
     trace["terms"].append(terminated)
