@@ -159,3 +159,18 @@ def test_cartpole_suite_measures_and_offline_learners(tmp_path):
         with torch.no_grad():
             mean_q[name] = float(run["algorithm"].learner.q(d.observations).gather(-1, d.actions[:, None]).mean())
     assert 1 / (1 - 0.95) + 1 < mean_q["dqn"] and mean_q["cql"] < mean_q["dqn"], mean_q
+
+
+def test_action_type_mismatch_names_the_algorithm_and_the_dataset():
+    from policylab.core.errors import ConfigError
+    from policylab.offline import CQL, IQL, TD3BC, CQLConfig, IQLConfig, TD3BCConfig
+
+    prepared, _ = fake_prepared()
+    prepared.data.metadata.update(name="cartpole-replay", env_id="CartPole-v1")
+    for algo_cls, cfg in ((IQL, IQLConfig()), (CQL, CQLConfig()), (TD3BC, TD3BCConfig())):
+        with pytest.raises(ConfigError, match=f"{algo_cls.name} needs continuous actions; dataset 'cartpole-replay' "
+                                              r"has discrete actions \(CartPole-v1\)"):
+            algo_cls(prepared, cfg)
+    prepared.data.discrete = False
+    with pytest.raises(ConfigError, match="dqn_offline needs discrete actions"):
+        OfflineDQN(prepared, OfflineDQNConfig())

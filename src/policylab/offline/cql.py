@@ -20,9 +20,8 @@ import torch
 
 from policylab.core.actor_critic import q_values
 from policylab.core.config import param
-from policylab.core.errors import ConfigError
 from policylab.core.nn import EnsembleMLP, TanhGaussianHead, adam, mlp, soft_update
-from policylab.offline.train import OfflineConfig, Prepared
+from policylab.offline.train import OfflineConfig, Prepared, require_actions
 
 
 @dataclass(frozen=True)
@@ -39,8 +38,7 @@ class CQL:
 
     def __init__(self, prepared: Prepared, cfg: CQLConfig):
         data = prepared.data
-        if data.discrete:
-            raise ConfigError("cql (continuous) needs continuous actions; this dataset's are discrete")
+        require_actions(data, self.name, discrete=False)
         self.cfg = cfg
         n_obs, self.n_act = data.observations.shape[1], data.actions.shape[1]
         self.actor = mlp(n_obs, 2 * self.n_act, cfg.hidden)

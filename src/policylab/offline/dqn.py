@@ -14,9 +14,8 @@ from typing import Any
 import torch
 
 from policylab.core.config import param
-from policylab.core.errors import ConfigError
 from policylab.core.q_learning import DiscreteQ
-from policylab.offline.train import OfflineConfig, Prepared
+from policylab.offline.train import OfflineConfig, Prepared, require_actions
 
 
 @dataclass(frozen=True)
@@ -33,8 +32,7 @@ class OfflineDQN:
 
     def __init__(self, prepared: Prepared, cfg: OfflineDQNConfig):
         data = prepared.data
-        if not data.discrete:
-            raise ConfigError(f"{self.name} needs discrete actions; this dataset's are continuous")
+        require_actions(data, self.name, discrete=True)
         self.cfg = cfg
         self.learner = DiscreteQ(data.observations.shape[1], int(data.metadata["num_actions"]), cfg.hidden, cfg.lr,
                                  cfg.target_every)

@@ -18,9 +18,8 @@ import torch
 
 from policylab.core.actor_critic import q_values
 from policylab.core.config import param
-from policylab.core.errors import ConfigError
 from policylab.core.nn import EnsembleMLP, GaussianHead, adam, mlp, soft_update
-from policylab.offline.train import OfflineConfig, Prepared
+from policylab.offline.train import OfflineConfig, Prepared, require_actions
 
 
 @dataclass(frozen=True)
@@ -46,8 +45,7 @@ class IQL:
 
     def __init__(self, prepared: Prepared, cfg: IQLConfig):
         data = prepared.data
-        if data.discrete:
-            raise ConfigError("iql needs continuous actions; this dataset's are discrete")
+        require_actions(data, self.name, discrete=False)
         self.cfg = cfg
         n_obs, n_act = data.observations.shape[1], data.actions.shape[1]
         self.mean_net = torch.nn.Sequential(mlp(n_obs, n_act, cfg.hidden), torch.nn.Tanh())

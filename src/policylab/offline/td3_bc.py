@@ -16,8 +16,7 @@ import torch
 
 from policylab.core.actor_critic import DeterministicActorCritic, td3_target
 from policylab.core.config import param
-from policylab.core.errors import ConfigError
-from policylab.offline.train import OfflineConfig, Prepared
+from policylab.offline.train import OfflineConfig, Prepared, require_actions
 
 
 @dataclass(frozen=True)
@@ -37,8 +36,7 @@ class TD3BC(DeterministicActorCritic):
 
     def __init__(self, prepared: Prepared, cfg: TD3BCConfig):
         data = prepared.data
-        if data.discrete:
-            raise ConfigError("td3_bc needs continuous actions; this dataset's are discrete")
+        require_actions(data, self.name, discrete=False)
         self.cfg = cfg
         super().__init__(data.observations.shape[1], data.actions.shape[1], cfg.hidden, cfg.lr)
 

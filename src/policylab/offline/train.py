@@ -58,6 +58,14 @@ class Prepared:
         return (obs - self.mean) / self.std
 
 
+def require_actions(data: OfflineData, algo: str, discrete: bool) -> None:
+    """Refuse a dataset whose action type the algorithm cannot learn from, naming both."""
+    if data.discrete != discrete:
+        want, have = ("discrete", "continuous") if discrete else ("continuous", "discrete")
+        raise ConfigError(f"{algo} needs {want} actions; dataset {data.metadata.get('name', '?')!r} has {have} "
+                          f"actions ({data.metadata.get('env_id', '?')})")
+
+
 class OfflineSource:
     """Batch source for the Trainer: one sampler draw per update."""
 
