@@ -22,6 +22,10 @@ class Comparison:
     metric_label: str = ""
     """Axis label of this comparison's panel when it differs from the experiment's."""
     curve_x: str = ""
+    direction: str = ""
+    """'higher' or 'lower' when this comparison's metric runs the other way from the experiment's."""
+    metric: str = ""
+    """Compare this key of the arms' `ArmResult.extra` instead of their main value (same runs)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,9 @@ class Experiment:
         if self.direction not in ("higher", "lower"):
             raise ConfigError(f"experiment {self.id}: direction = {self.direction!r}, must be 'higher' or 'lower'")
         for c in self.comparisons:
+            if c.direction not in ("", "higher", "lower"):
+                raise ConfigError(f"experiment {self.id}: comparison {c.label or c.method!r} has direction = "
+                                  f"{c.direction!r}, must be 'higher', 'lower' or empty (the experiment's)")
             for arm in (c.method, c.baseline):
                 if arm not in self.arms:
                     raise ConfigError(f"experiment {self.id}: comparison names unknown arm '{arm}'")

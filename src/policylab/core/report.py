@@ -49,12 +49,20 @@ def build_report(exp: Experiment, budget: str, results: list[dict], wall_s: floa
     for c in exp.comparisons:
         m, b = arms[c.method], arms[c.baseline]
         paired = exp.paired and m["seeds"] == b["seeds"]
-        effect = effect_interval(m["values"], b["values"], paired=paired)
+        if c.metric:
+            for arm in (c.method, c.baseline):
+                if c.metric not in arms[arm]["extra"]:
+                    raise PolicylabError(f"experiment {exp.id}: comparison {c.label or c.method!r} reads "
+                                         f"extra metric {c.metric!r}, which arm {arm!r} did not report")
+            effect = effect_interval(m["extra"][c.metric]["values"], b["extra"][c.metric]["values"], paired=paired)
+        else:
+            effect = effect_interval(m["values"], b["values"], paired=paired)
         comparisons.append({
             "method": c.method, "baseline": c.baseline, "label": c.label or f"{c.method} vs {c.baseline}",
-            "metric_label": c.metric_label, "curve_x": c.curve_x,
+            "metric_label": c.metric_label, "curve_x": c.curve_x, "metric": c.metric or "value",
             "effect": effect.value, "ci95": [effect.low, effect.high], "paired": paired,
-            "verdict": verdict(effect, exp.direction, exp.min_effect),
+            "direction": c.direction or exp.direction,
+            "verdict": verdict(effect, c.direction or exp.direction, exp.min_effect),
         })
     return {
         "experiment": exp.id, "claim": exp.claim, "metric": exp.metric,
@@ -93,10 +101,11 @@ def render_markdown(report: dict[str, Any], plot_name: str | None = None) -> str
         ci = arm["ci95"] or [None, None]
         per_seed = ", ".join(_fmt(v) for v in arm["values"])
         lines.append(f"| {name} | {_fmt(arm['iqm'])} | [{_fmt(ci[0])}, {_fmt(ci[1])}] | {per_seed} |")
-    lines += ["", "| comparison | effect | 95% CI | paired | verdict |", "|---|---|---|---|---|"]
+    lines += ["", "| comparison | claimed | effect | 95% CI | paired | verdict |", "|---|---|---|---|---|---|"]
     for c in report["comparisons"]:
-        lines.append(f"| {c['label']} | {_fmt(c['effect'])} | [{_fmt(c['ci95'][0])}, {_fmt(c['ci95'][1])}] "
-                     f"| {'yes' if c['paired'] else 'no'} | **{c['verdict']}** |")
+        claimed = c.get("direction", report["direction"])
+        lines.append(f"| {c['label']} | {claimed} | {_fmt(c['effect'])} | [{_fmt(c['ci95'][0])}, "
+                     f"{_fmt(c['ci95'][1])}] | {'yes' if c['paired'] else 'no'} | **{c['verdict']}** |")
     extras = sorted({k for arm in report["arms"].values() for k in arm.get("extra", {})})
     if extras:
         lines += ["", "Other metrics, IQM [95% CI] over seeds:", "",
@@ -136,6 +145,17 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     fig, axes = plt.subplots(1, len(comparisons), figsize=(5.5 * len(comparisons), 4), squeeze=False)
     for ax, comp in zip(axes[0], comparisons):
         x_max = 0.0
+        if comp.get("metric", "value") != "value":  # an end-of-run metric: per-seed points and the IQM
+            for i, role in enumerate(("method", "baseline")):
+                extra = report["arms"][comp[role]]["extra"][comp["metric"]]
+                ax.scatter([i] * len(extra["values"]), extra["values"], alpha=0.6)
+                ax.errorbar([i], [extra["iqm"]], yerr=[[extra["iqm"] - extra["ci95"][0]],
+                                                       [extra["ci95"][1] - extra["iqm"]]], fmt="_", capsize=8)
+            ax.set_xticks([0, 1], [comp["method"], comp["baseline"]])
+            ax.set_xlim(-0.6, 1.6)
+            ax.set_title(f"{comp['label']}: {comp['verdict']}")
+            ax.set_ylabel(comp.get("metric_label") or comp["metric"])
+            continue
         for role in ("method", "baseline"):
             arm = report["arms"][comp[role]]
             band = _interval_band(list(arm["curves"].values()))

@@ -4,6 +4,7 @@ Importing this package registers every experiment in `policylab.core.registry.EX
 """
 
 from policylab.experiments import (  # noqa: F401
+    bnpo,
     lite_ppo,
     lite_ppo_skew,
     offline_baselines,

@@ -6,6 +6,11 @@ from policylab.core.algorithm import AlgorithmSpec
 from policylab.core.registry import ALGORITHMS
 from policylab.lm.baselines import DAPOConfig, DrGRPOConfig, GRPOConfig, GSPOConfig
 from policylab.lm.lite_ppo import LitePPOConfig
+from policylab.lm.losses.bapo import BAPOConfig
+from policylab.lm.losses.bnpo import BNPOConfig
+from policylab.lm.losses.nft import NFTConfig, RFTConfig
+from policylab.lm.losses.rec import AsymREConfig, OPMDConfig, RECConfig
+from policylab.lm.losses.thr import THRConfig
 from policylab.lm.trainer import RLVR, RLVRConfig, train_rlvr
 
 
@@ -19,6 +24,14 @@ _add("dapo", DAPOConfig, "clip-higher, dynamic sampling, token-mean, overlong pe
 _add("dr_grpo", DrGRPOConfig, "GRPO without length and std normalization")
 _add("gspo", GSPOConfig, "sequence-level importance ratio and clipping")
 _add("lite_ppo", LitePPOConfig, "group-mean/batch-std advantage + token-mean PPO (Tricks or Traps)")
+_add("thr", THRConfig, "GRPO advantages reweighted by the sign of each token's hidden reward (THR)")
+_add("bnpo", BNPOConfig, "advantages normalized by a per-batch Beta density fitted to success rates")
+_add("bapo", BAPOConfig, "clip bounds searched each step so positive tokens carry a target loss share")
+_add("rec", RECConfig, "group-relative REINFORCE with clipping as token masking (REC)")
+_add("opmd", OPMDConfig, "group-relative REINFORCE + squared log-ratio regularizer (OPMD)")
+_add("asymre", AsymREConfig, "group-relative REINFORCE with a shifted baseline (AsymRE)")
+_add("nft", NFTConfig, "negative-aware fine-tuning: likelihood of an implicit negative policy")
+_add("rft", RFTConfig, "rejection-sampling fine-tuning: likelihood of correct answers only")
 
-__all__ = ["RLVR", "DAPOConfig", "DrGRPOConfig", "GRPOConfig", "GSPOConfig", "LitePPOConfig", "RLVRConfig",
-           "train_rlvr"]
+__all__ = ["RLVR", "AsymREConfig", "BAPOConfig", "BNPOConfig", "DAPOConfig", "DrGRPOConfig", "GRPOConfig", "GSPOConfig",
+           "LitePPOConfig", "NFTConfig", "OPMDConfig", "RECConfig", "RFTConfig", "RLVRConfig", "train_rlvr"]

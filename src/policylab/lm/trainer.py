@@ -85,19 +85,34 @@ class RLVR:
         if cfg.kl_coef > 0 and reference is None:
             raise ConfigError(f"{type(cfg).__name__}.kl_coef = {cfg.kl_coef} needs a reference policy")
 
-    def advantages(self, batch: RolloutBatch) -> torch.Tensor:
+    def advantages(self, batch: RolloutBatch, metrics: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Token advantages [B, R]. Transforms also see the batch, the policy (before this update) and
+        the config, for those that read more than the rewards (reward components, hidden states), and
+        may record what they chose in `metrics` (logged with the update)."""
         rewards = batch.rewards.view(-1, batch.group_size)
-        return token_advantages(self.advantage_fn(rewards, eps=self.cfg.adv_eps), batch.response_mask)
+        adv = self.advantage_fn(rewards, eps=self.cfg.adv_eps, batch=batch, policy=self.policy, cfg=self.cfg,
+                                metrics=metrics if metrics is not None else {})
+        return token_advantages(adv, batch.response_mask)
+
+    @staticmethod
+    def row_context(batch: RolloutBatch) -> dict[str, torch.Tensor]:
+        """Per-response facts a loss slot may read: exact-match correctness and its group's success rate."""
+        correct = batch.exact
+        success = correct.view(-1, batch.group_size).mean(-1).repeat_interleave(batch.group_size)
+        return {"correct": correct, "success_rate": success}
 
     def update(self, batch: RolloutBatch) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         if batch.num_groups == 0:  # every group was filtered out: nothing to learn from this step
             return {**{k: torch.zeros(()) for k in METRIC_KEYS}, "skipped": torch.ones(())}
-        adv = self.advantages(batch)
+        advantage_metrics: dict[str, torch.Tensor] = {}
+        adv = self.advantages(batch, advantage_metrics)
         mask = batch.response_mask
-        stats = batch_statistics(batch, adv)
+        stats = {**batch_statistics(batch, adv), **advantage_metrics}
+        context = self.row_context(batch)
         rows = batch.rewards.shape[0]
         losses, grad_norms, clip_fracs, entropies, kls = [], [], [], [], []
+        slot_metrics: dict[str, list[torch.Tensor]] = {}
         self.policy.train()
         for _ in range(cfg.epochs):
             order = torch.randperm(rows, device=batch.rewards.device)
@@ -110,7 +125,7 @@ class RLVR:
                         ref_logp = self.reference.response_outputs(ids, attn, batch.prompt_len, cfg.temperature,
                                                                    want_entropy=False).logprobs
                 loss, m = self.objective(out.logprobs, batch.behaviour_logprobs[part], adv[part], mask[part],
-                                         ref_logp, out.entropy)
+                                         ref_logp, out.entropy, {k: v[part] for k, v in context.items()})
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norms.append(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip))
@@ -118,12 +133,16 @@ class RLVR:
                 losses.append(loss.detach())
                 clip_fracs.append(m["clip_frac"])
                 kls.append(m.get("kl_ref", torch.zeros(())))
+                for key, value in m.items():
+                    if key not in OBJECTIVE_KEYS:
+                        slot_metrics.setdefault(key, []).append(value)
                 tokens = mask[part].sum().clamp(min=1)
                 entropies.append((out.entropy.detach() * mask[part]).sum() / tokens)
         grad = torch.stack(grad_norms)
         return {**stats, "loss": torch.stack(losses).mean(), "grad_norm": grad.mean(), "grad_norm_max": grad.max(),
                 "clip_frac": torch.stack(clip_fracs).mean(), "entropy": torch.stack(entropies).mean(),
-                "kl_ref": torch.stack(kls).mean(), "skipped": torch.zeros(())}
+                "kl_ref": torch.stack(kls).mean(), "skipped": torch.zeros(()),
+                **{key: torch.stack(values).float().mean() for key, values in slot_metrics.items()}}
 
     def state_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -160,6 +179,10 @@ def batch_statistics(batch: RolloutBatch, adv: torch.Tensor) -> dict[str, torch.
 METRIC_KEYS = ("reward", "accuracy", "length", "length_correct", "length_incorrect", "pos_adv_token_share",
                "zero_adv_group_frac", "adv_abs_max", "truncated_frac", "loss", "grad_norm", "grad_norm_max",
                "clip_frac", "entropy", "kl_ref")
+
+
+OBJECTIVE_KEYS = ("loss/policy", "clip_frac", "ratio_mean", "kl_ref")
+"""Metrics of the objective itself; any other key a slot reports is averaged over minibatches and logged."""
 
 
 def check_context(task: Any, tokenizer: Any, policy: CausalPolicy, cfg: RLVRConfig) -> None:

@@ -2,6 +2,7 @@
 
 from policylab.lm.losses.objective import ObjectiveConfig, RLVRObjective
 from policylab.lm.losses.shaping import SHAPERS
-from policylab.lm.losses.slots import AGGREGATIONS, CLIPS, LOSS_FORMS, RATIOS, k3_kl
+from policylab.lm.losses.slots import AGGREGATIONS, CLIPS, LOSS_FORMS, RATIOS, SlotContext, k3_kl, needs_config
 
-__all__ = ["AGGREGATIONS", "CLIPS", "LOSS_FORMS", "RATIOS", "SHAPERS", "ObjectiveConfig", "RLVRObjective", "k3_kl"]
+__all__ = ["AGGREGATIONS", "CLIPS", "LOSS_FORMS", "RATIOS", "SHAPERS", "ObjectiveConfig", "RLVRObjective",
+           "SlotContext", "k3_kl", "needs_config"]

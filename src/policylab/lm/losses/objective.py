@@ -11,7 +11,7 @@ from policylab.core.config import Config, param
 from policylab.core.errors import ConfigError
 from policylab.lm.advantages import ADVANTAGES
 from policylab.lm.losses.shaping import SHAPERS
-from policylab.lm.losses.slots import AGGREGATIONS, CLIPS, LOSS_FORMS, RATIOS, k3_kl
+from policylab.lm.losses.slots import AGGREGATIONS, CLIPS, LOSS_FORMS, RATIOS, SlotContext, k3_kl
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,11 @@ class ObjectiveConfig(Config):
             if getattr(self, field) not in registry:
                 raise ConfigError(f"{type(self).__name__}.{field} = {getattr(self, field)!r} is not allowed: known "
                                   f"{registry.kind}s: {', '.join(registry.names())}")
+        for field, registry in (("clip", CLIPS), ("loss", LOSS_FORMS)):
+            needed = getattr(registry.get(getattr(self, field)), "config_type", None)
+            if needed is not None and not isinstance(self, needed):
+                raise ConfigError(f"{type(self).__name__}.{field} = {getattr(self, field)!r} is not allowed with "
+                                  f"this config: it reads the fields of {needed.__name__}; use that config")
         for name in self.shaping:
             if name not in SHAPERS:
                 raise ConfigError(f"{type(self).__name__}.shaping has {name!r}: known shapers: "
@@ -54,7 +59,11 @@ class ObjectiveConfig(Config):
 
 
 class RLVRObjective(nn.Module):
-    """Loss-as-module: forward(logp, old_logp, advantages, mask, ...) -> (loss, metrics)."""
+    """Loss-as-module: forward(logp, old_logp, advantages, mask, ...) -> (loss, metrics).
+
+    `rows` carries per-response tensors of the minibatch for slots that need them (see `SlotContext`);
+    metrics a slot writes into its context are returned with the objective's own.
+    """
 
     def __init__(self, cfg: ObjectiveConfig, default_constant: float | None = None):
         super().__init__()
@@ -66,15 +75,17 @@ class RLVRObjective(nn.Module):
         self.constant = cfg.agg_constant if cfg.agg_constant is not None else default_constant
 
     def forward(self, logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                ref_logp: torch.Tensor | None = None, entropy: torch.Tensor | None = None):
+                ref_logp: torch.Tensor | None = None, entropy: torch.Tensor | None = None,
+                rows: dict[str, torch.Tensor] | None = None):
         cfg = self.cfg
+        ctx = SlotContext(logp, old_logp, advantages, mask, rows or {})
         ratio = self.ratio_fn(logp, old_logp, mask)
-        clipped = self.clip_fn(ratio, cfg)
-        per_token = self.loss_fn(ratio, clipped, advantages, cfg)
+        clipped = self.clip_fn(ratio, cfg, ctx)
+        per_token = self.loss_fn(ratio, clipped, advantages, cfg, ctx)
         policy_loss = self.agg_fn(per_token, mask, self.constant)
         loss = policy_loss
         tokens = mask.sum().clamp(min=1)
-        metrics = {"loss/policy": policy_loss.detach()}
+        metrics = {"loss/policy": policy_loss.detach(), **ctx.metrics}
         with torch.no_grad():
             metrics["clip_frac"] = ((clipped != ratio).float() * mask).sum() / tokens
             metrics["ratio_mean"] = (ratio * mask).sum() / tokens

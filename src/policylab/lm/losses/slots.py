@@ -1,9 +1,15 @@
 """Slots 2-5 of the RLVR objective: importance ratio, clip rule, per-token loss form, aggregation.
 
 Tensors are [B, R] over response tokens with a float mask; `cfg` is an `ObjectiveConfig`.
+Clip rules and loss forms also receive a `SlotContext`: what a method beyond the fixed-form
+slots needs (the advantages and behaviour log-probs for BAPO's bound search, per-response
+correctness and group success rate for NFT) and a dict for the metrics it wants logged.
+A slot that only works with its method's config fields names that config in `config_type`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 
@@ -15,6 +21,25 @@ LOSS_FORMS: Registry = Registry("per-token loss form")
 AGGREGATIONS: Registry = Registry("loss aggregation")
 
 MAX_LOG_RATIO = 20.0  # exp(20) ~ 5e8: bounds a ratio without touching any realistic value
+
+
+@dataclass
+class SlotContext:
+    logp: torch.Tensor
+    old_logp: torch.Tensor
+    advantages: torch.Tensor
+    mask: torch.Tensor
+    rows: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Per-response [B] tensors of the minibatch: `correct` (0/1), `success_rate` (its group's mean)."""
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def needs_config(config_type: type):
+    """Mark a slot function as usable only with `config_type` (it reads that config's fields)."""
+    def mark(fn):
+        fn.config_type = config_type
+        return fn
+    return mark
 
 
 def _log_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
@@ -46,18 +71,18 @@ def sequence_token_ratio(logp, old_logp, mask):
 
 
 @CLIPS.register("clip")
-def clip_ratio(ratio, cfg):
+def clip_ratio(ratio, cfg, ctx=None):
     """clip(r, 1 - eps_low, 1 + eps_high); eps_low = eps_high is PPO, eps_high > eps_low is DAPO's clip-higher."""
     return ratio.clamp(1.0 - cfg.eps_low, 1.0 + cfg.eps_high)
 
 
 @CLIPS.register("none")
-def no_clip(ratio, cfg):
+def no_clip(ratio, cfg, ctx=None):
     return ratio
 
 
 @LOSS_FORMS.register("ppo")
-def clipped_surrogate(ratio, clipped, adv, cfg):
+def clipped_surrogate(ratio, clipped, adv, cfg, ctx=None):
     """l = -min(r A, clip(r) A); with dual_clip = c > 1, negative-advantage tokens are capped at -c A."""
     loss = torch.maximum(-ratio * adv, -clipped * adv)
     if cfg.dual_clip is not None:
@@ -66,7 +91,7 @@ def clipped_surrogate(ratio, clipped, adv, cfg):
 
 
 @LOSS_FORMS.register("pg")
-def importance_weighted_pg(ratio, clipped, adv, cfg):
+def importance_weighted_pg(ratio, clipped, adv, cfg, ctx=None):
     """l = -r A: the unclipped importance-weighted policy gradient (REINFORCE when on-policy)."""
     return -ratio * adv
 
