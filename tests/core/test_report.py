@@ -264,3 +264,34 @@ def test_select_seeds_refuses_unknown_budget():
     with pytest.raises(ConfigError, match="budget = 'medium' is not allowed"):
         _experiment().select_seeds("medium")
     assert check_budget("full") == "full"
+
+
+def _with_extra(rows: list[dict], key: str, values: dict[int, float]) -> list[dict]:
+    return [{**r, "extra": {key: values[r["seed"]]}} for r in rows]
+
+
+def test_comparison_reading_an_extra_metric_with_its_own_direction(tmp_path):
+    exp = _experiment(comparisons=(Comparison("method", "baseline", "main"),
+                                   Comparison("method", "baseline", "noise", metric="noise", direction="lower")))
+    results = (_with_extra(_rows("method", [0, 1, 2, 3], [10.0, 12.0, 11.0, 13.0]), "noise",
+                           {0: 1.0, 1: 1.1, 2: 0.9, 3: 1.0})
+               + _with_extra(_rows("baseline", [0, 1, 2, 3], [1.0, 2.0, 3.0, 4.0]), "noise",
+                             {0: 3.0, 1: 3.2, 2: 2.9, 3: 3.1}))
+    rep = build_report(exp, "full", results, wall_s=1.0)
+    noise = rep["comparisons"][1]
+    assert noise["metric"] == "noise" and noise["direction"] == "lower"
+    assert noise["effect"] == pytest.approx(-2.05)  # paired differences -2, -2.1, -2, -2.1
+    assert rep["verdict"] == {"main": "reproduced", "noise": "reproduced"}
+    assert "| noise | lower |" in render_markdown(rep)
+    assert write_report(rep, tmp_path)["png"].read_bytes().startswith(PNG_MAGIC)
+
+
+def test_comparison_on_a_missing_extra_metric_names_it():
+    exp = _experiment(comparisons=(Comparison("method", "baseline", metric="noise"),))
+    with pytest.raises(PolicylabError, match="noise"):
+        build_report(exp, "full", _clear_win_results(), wall_s=1.0)
+
+
+def test_comparison_direction_is_validated():
+    with pytest.raises(ConfigError, match="direction"):
+        _experiment(comparisons=(Comparison("method", "baseline", direction="up"),))

@@ -4,11 +4,15 @@ Importing this package registers every experiment in `policylab.core.registry.EX
 """
 
 from policylab.experiments import (  # noqa: F401
+    bapo,
     bnpo,
     lite_ppo,
     lite_ppo_skew,
+    nft,
     offline_baselines,
     quickstart,
+    rec,
     selftest,
+    thr,
     tq_saco,
 )
