@@ -10,6 +10,7 @@ from policylab.experiments import (  # noqa: F401
     lite_ppo_skew,
     nft,
     offline_baselines,
+    policy_cliff,
     quickstart,
     rec,
     selftest,

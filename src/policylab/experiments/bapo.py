@@ -22,7 +22,7 @@ from policylab.core.config import to_dict
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir, read_metrics
-from policylab.experiments.lm_common import run_rlvr_arm
+from policylab.experiments.lm_common import CLAIM_DEFAULTS, run_rlvr_arm
 from policylab.lm import BAPOConfig, GRPOConfig
 
 BUDGETS = {"quick": {"base_model": "tiny-gcd", "task": "gcd", "steps": 10, "eval_prompts": 40},
@@ -61,10 +61,9 @@ EXPERIMENTS.add("bapo", Experiment(
                  Comparison("bapo", "grpo", "BAPO vs GRPO: entropy kept", metric="entropy_ratio",
                             metric_label="entropy, last tenth / first tenth of updates")),
     metric="held-out pass@1 after training (16 samples at T = 1 on 200 test-split questions of the mix)",
-    metric_label="held-out pass@1", direction="higher",
-    seeds={"quick": (0,), "full": (0, 1, 2)},
+    metric_label="held-out pass@1",
     run_arm=run_arm,
-    curve_x="sampled responses",
+    **CLAIM_DEFAULTS,
     budgets_note={"quick": "tiny-gcd base on gcd, 10 updates (smoke run)",
                   "full": "tiny-mix base on the mix, 150 batches of 16 x 8 from the policy 4 batches old, "
                           "2 epochs x 2 minibatches each"},

@@ -24,7 +24,7 @@ from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir
 from policylab.core.seeding import seed_everything
-from policylab.experiments.lm_common import run_rlvr_arm
+from policylab.experiments.lm_common import CLAIM_DEFAULTS, pass_at_1_metric, run_rlvr_arm
 from policylab.lm import BNPOConfig, GRPOConfig
 from policylab.lm.advantages import ADVANTAGES
 from policylab.lm.diagnostics import gradient_spread, rollout_pool
@@ -80,11 +80,10 @@ EXPERIMENTS.add("bnpo", Experiment(
           "group-mean baseline, and equal or better held-out accuracy.",
     arms={arm: {"task": TASK, **to_dict(arm_config(arm, "full"))} for arm in ARMS},
     comparisons=_comparisons(),
-    metric="held-out pass@1 after training (16 samples at T = 1 on 200 test-split gcd questions)",
-    metric_label="held-out pass@1", direction="higher",
-    seeds={"quick": (0,), "full": (0, 1, 2)},
+    metric=pass_at_1_metric("gcd"),
+    metric_label="held-out pass@1",
     run_arm=run_arm,
-    curve_x="sampled responses",
+    **CLAIM_DEFAULTS,
     budgets_note={"quick": "tiny-gcd base, 10 updates, a 16-question pool (smoke run)",
                   "full": "tiny-mix base on gcd: gradient noise on a 64 x 8 pool (48 minibatches of 16), then 200 "
                           "updates of 16 prompts x 8 responses"},

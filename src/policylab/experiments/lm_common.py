@@ -12,6 +12,14 @@ from policylab.core.run import RunDir, read_metrics
 from policylab.lm import train_rlvr
 from policylab.lm.trainer import RLVRConfig, accuracy_curve
 
+CLAIM_DEFAULTS = {"direction": "higher", "seeds": {"quick": (0,), "full": (0, 1, 2)}, "curve_x": "sampled responses"}
+"""What the language-model claim checks share: held-out metrics (higher is better), seeds fixed before any run,
+learning curves against sampled responses."""
+
+
+def pass_at_1_metric(task: str) -> str:
+    return f"held-out pass@1 after training (16 samples at T = 1 on 200 test-split {task} questions)"
+
 
 def run_rlvr_arm(cfg: RLVRConfig, task: str, seed: int, steps: int, run: RunDir, name: str,
                  metric: str = "eval/pass@1", evals: int = 5, extra: dict[str, float] | None = None,

@@ -21,7 +21,7 @@ from policylab.core.config import to_dict
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir
-from policylab.experiments.lm_common import run_rlvr_arm
+from policylab.experiments.lm_common import CLAIM_DEFAULTS, pass_at_1_metric, run_rlvr_arm
 from policylab.lm import DrGRPOConfig, GRPOConfig, NFTConfig, RFTConfig
 
 BUDGETS = {"quick": {"base_model": "tiny-gcd", "steps": 10, "eval_prompts": 40},
@@ -46,11 +46,10 @@ EXPERIMENTS.add("nft", Experiment(
     arms={arm: {"task": TASK, **to_dict(arm_config(arm, "full"))} for arm in ARMS},
     comparisons=(Comparison("nft", "rft", "NFT vs RFT"), Comparison("nft", "grpo", "NFT vs GRPO"),
                  Comparison("nft", "dr_grpo", "NFT vs Dr. GRPO")),
-    metric="held-out pass@1 after training (16 samples at T = 1 on 200 test-split gcd questions)",
-    metric_label="held-out pass@1", direction="higher",
-    seeds={"quick": (0,), "full": (0, 1, 2)},
+    metric=pass_at_1_metric("gcd"),
+    metric_label="held-out pass@1",
     run_arm=run_arm,
-    curve_x="sampled responses",
+    **CLAIM_DEFAULTS,
     budgets_note={"quick": "tiny-gcd base on gcd, 10 updates (smoke run)",
                   "full": "tiny-mix base on gcd, 200 updates of 16 prompts x 8 responses, 2 minibatches each"},
 ))

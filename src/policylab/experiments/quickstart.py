@@ -1,6 +1,7 @@
 """The showcase: PPO on CartPole-v1 and SAC on Pendulum-v1, each against a random policy; GRPO
-raising a tiny language model's held-out accuracy on gcd over its pretrained base (no RL); and
-IQL against behaviour cloning on pendulum-mix5 (5% expert episodes), a dataset built here.
+raising a tiny language model's held-out accuracy on gcd over its pretrained base (no RL); BAPO
+against fixed-clip GRPO when rollouts are stale (4 batches old, each used for 2 epochs); and IQL
+against behaviour cloning on pendulum-mix5 (5% expert episodes), a dataset built here.
 
 Hyperparameters follow the RL Baselines3 Zoo's tuned settings for these two tasks (the same
 ones `benchmarks/online_throughput.py` gives Stable-Baselines3), so the numbers are comparable.
@@ -14,7 +15,7 @@ from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir, read_metrics
 from policylab.envs.evaluate import RandomAgent, evaluate_policy
 from policylab.envs.factory import make_env
-from policylab.lm import GRPOConfig, train_rlvr
+from policylab.lm import BAPOConfig, GRPOConfig, train_rlvr
 from policylab.lm.evaluate import evaluate_lm
 from policylab.lm.pretrain import load_policy
 from policylab.lm.tasks import distinct_problems, get_task
@@ -28,6 +29,9 @@ CARTPOLE_PPO = PPOConfig(num_envs=8, rollout_steps=32, minibatch_size=256, epoch
                          gae_lambda=0.8, lr=1e-3, anneal_lr=True, clip_coef=0.2, anneal_clip=True, ent_coef=0.0)
 PENDULUM_SAC = SACConfig(lr=1e-3, learning_starts=1000, hidden=(64, 64))
 GCD_GRPO = GRPOConfig(base_model="tiny-gcd")
+STALE = {"staleness": 4, "epochs": 2}  # rollouts from the policy 4 batches old, each batch used twice
+GCD_STALE = {"grpo-stale": GRPOConfig(base_model="tiny-gcd", **STALE),
+             "bapo-stale": BAPOConfig(base_model="tiny-gcd", **STALE)}
 OFFLINE = {"iql": (IQL, IQLConfig(hidden=(64, 64))), "bc": (BC, BCConfig(hidden=(64, 64)))}
 STEPS = {"quick": {"CartPole-v1": 10_000, "Pendulum-v1": 2_000, "gcd": 20, "pendulum-mix5": 500},
          "full": {"CartPole-v1": 100_000, "Pendulum-v1": 15_000, "gcd": 150, "pendulum-mix5": 5_000}}
@@ -41,6 +45,8 @@ ARMS = {
     "random-pendulum": {"algo": "random", "env": "Pendulum-v1"},
     "grpo": {"algo": "grpo", "env": "gcd", "config": GCD_GRPO},
     "base-lm": {"algo": "base", "env": "gcd", "config": GCD_GRPO},
+    "bapo-stale": {"algo": "bapo", "env": "gcd", "config": GCD_STALE["bapo-stale"]},
+    "grpo-stale": {"algo": "grpo", "env": "gcd", "config": GCD_STALE["grpo-stale"]},
     "iql": {"algo": "iql", "env": "pendulum-mix5", "config": OFFLINE["iql"][1]},
     "bc": {"algo": "bc", "env": "pendulum-mix5", "config": OFFLINE["bc"][1]},
 }
@@ -66,7 +72,7 @@ def run_lm_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
         test = distinct_problems(task, cfg.eval_prompts, "test", seed=TEST_SET_SEED)
         return ArmResult(evaluate_lm(policy, tokenizer, task, test, cfg.max_new_tokens, ks=())["greedy_acc"])
     summary = train_rlvr(cfg, env_id="gcd", seed=seed, steps=STEPS[budget]["gcd"], run=run, evals=5,
-                         progress=False, name="grpo")
+                         progress=False, name=ARMS[arm]["algo"])
     curve = accuracy_curve(summary, read_metrics(run.metrics_path))
     return ArmResult(summary["eval"]["eval/greedy_acc"], curve)
 
@@ -92,13 +98,16 @@ EXPERIMENTS.add("quickstart", Experiment(
     id="quickstart",
     claim="PPO solves CartPole-v1 and SAC learns Pendulum-v1 within small step budgets, "
           "each far above a uniformly random policy; GRPO raises a tiny pretrained language model's "
-          "held-out accuracy on gcd above its base; IQL learns a better Pendulum policy than behaviour "
+          "held-out accuracy on gcd above its base, and with stale rollouts BAPO's adaptive clipping does "
+          "better than GRPO's fixed clip; IQL learns a better Pendulum policy than behaviour "
           "cloning from a dataset of 95% random episodes.",
     arms={name: {k: (v.__dict__ if k == "config" else v) for k, v in spec.items()} for name, spec in ARMS.items()},
     comparisons=(Comparison("ppo", "random-cartpole", "PPO vs random (CartPole-v1)"),
                  Comparison("sac", "random-pendulum", "SAC vs random (Pendulum-v1)"),
                  Comparison("grpo", "base-lm", "GRPO vs base model (gcd)", metric_label="held-out greedy accuracy",
                             curve_x="sampled responses"),
+                 Comparison("bapo-stale", "grpo-stale", "BAPO vs GRPO, stale rollouts (gcd)",
+                            metric_label="held-out greedy accuracy", curve_x="sampled responses"),
                  Comparison("iql", "bc", "IQL vs BC (pendulum-mix5)", curve_x="gradient steps")),
     metric=f"mean return over {EVAL_EPISODES} deterministic evaluation episodes on held-out env seeds "
            "(online and offline RL arms); greedy exact-match accuracy on 200 held-out gcd questions (language-model "

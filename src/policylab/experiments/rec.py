@@ -22,7 +22,7 @@ from policylab.core.config import to_dict
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir, read_metrics
-from policylab.experiments.lm_common import run_rlvr_arm
+from policylab.experiments.lm_common import CLAIM_DEFAULTS, pass_at_1_metric, run_rlvr_arm
 from policylab.lm import AsymREConfig, GRPOConfig, OPMDConfig, RECConfig
 
 BUDGETS = {"quick": {"base_model": "tiny-gcd", "steps": 10, "eval_prompts": 40},
@@ -59,11 +59,10 @@ EXPERIMENTS.add("rec", Experiment(
                  Comparison("opmd", "reinforce", "OPMD vs REINFORCE"),
                  Comparison("asymre", "reinforce", "AsymRE vs REINFORCE"),
                  Comparison("rec", "grpo", "REC vs GRPO")),
-    metric="held-out pass@1 after training (16 samples at T = 1 on 200 test-split gcd questions)",
-    metric_label="held-out pass@1", direction="higher",
-    seeds={"quick": (0,), "full": (0, 1, 2)},
+    metric=pass_at_1_metric("gcd"),
+    metric_label="held-out pass@1",
     run_arm=run_arm,
-    curve_x="sampled responses",
+    **CLAIM_DEFAULTS,
     budgets_note={"quick": "tiny-gcd base on gcd, 10 updates (smoke run)",
                   "full": "tiny-mix base on gcd, 200 batches of 16 x 8 from the policy 8 batches old"},
 ))

@@ -25,7 +25,7 @@ from policylab.core.config import to_dict
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir
-from policylab.experiments.lm_common import run_rlvr_arm
+from policylab.experiments.lm_common import CLAIM_DEFAULTS, run_rlvr_arm
 from policylab.lm import GRPOConfig, THRConfig
 
 BUDGETS = {
@@ -61,10 +61,9 @@ EXPERIMENTS.add("thr", Experiment(
                             metric_label="held-out pass@16", metric="pass@16")),
     metric="held-out greedy exact-match accuracy after training (200 test-split questions of the task mix); "
            "the exploration comparison reads pass@16 (16 samples at T = 1) of the same runs",
-    metric_label="held-out greedy accuracy", direction="higher",
-    seeds={"quick": (0,), "full": (0, 1, 2)},
+    metric_label="held-out greedy accuracy",
     run_arm=run_arm,
-    curve_x="sampled responses",
+    **CLAIM_DEFAULTS,
     budgets_note={"quick": "tiny-gcd base on gcd, 8 updates, 40 test questions (smoke run)",
                   "full": "tiny-mix base on the five-task mix, 160 updates of 16 prompts x 8 responses"},
 ))

@@ -4,6 +4,7 @@ from functools import partial
 
 from policylab.core.algorithm import AlgorithmSpec
 from policylab.core.registry import ALGORITHMS
+from policylab.lm import policy_cliff  # noqa: F401  (registers the tied_gcd task, its base model, format_bonus)
 from policylab.lm.baselines import DAPOConfig, DrGRPOConfig, GRPOConfig, GSPOConfig
 from policylab.lm.lite_ppo import LitePPOConfig
 from policylab.lm.losses.bapo import BAPOConfig
