@@ -33,11 +33,10 @@ import torch
 
 from policylab.core.config import param
 from policylab.core.errors import ConfigError
-from policylab.lm.generate import left_pad
 from policylab.lm.losses.shaping import SHAPERS
 from policylab.lm.policy import CausalPolicy
-from policylab.lm.pretrain import BASE_MODELS, PretrainConfig
-from policylab.lm.tasks import TASKS, Problem, Tokenizer, prompt_ids
+from policylab.lm.pretrain import BASE_MODELS, PretrainConfig, teacher_forced_batch
+from policylab.lm.tasks import TASKS, Problem, Tokenizer
 from policylab.lm.tasks.builtin import GCD
 from policylab.lm.trainer import RLVRConfig
 
@@ -267,16 +266,9 @@ BASE_MODELS.add("tiny-tied-gcd", PretrainConfig(task=GCDTwoFormats.name, n_layer
 
 
 def _teacher_forced(tokenizer: Tokenizer, prompts: list[str], responses: list[str]):
-    """[BOS + prompt | response + EOS] rows, the prompt width and the mask of response states."""
-    ids, mask = left_pad([prompt_ids(tokenizer, p) for p in prompts], tokenizer.pad_id)
-    rows = [tokenizer.encode(r) + [tokenizer.eos_id] for r in responses]
-    width = max(len(r) for r in rows)
-    resp = torch.full((len(rows), width), tokenizer.pad_id, dtype=torch.long)
-    resp_mask = torch.zeros(len(rows), width)
-    for i, r in enumerate(rows):
-        resp[i, :len(r)] = torch.tensor(r)
-        resp_mask[i, :len(r)] = 1.0
-    return torch.cat([ids, resp], 1), torch.cat([mask, resp_mask.long()], 1), ids.shape[1], resp_mask
+    """Rows, attention mask, prompt width and response mask of the teacher-forced answers."""
+    b = teacher_forced_batch(tokenizer, prompts, responses)
+    return b["input_ids"], b["attention_mask"], b["prompt_len"], b["response_mask"]
 
 
 @torch.no_grad()

@@ -74,18 +74,23 @@ def recipe_hash(cfg: PretrainConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def sft_batch(tokenizer: Tokenizer, problems: list[Problem]) -> dict[str, Any]:
-    """[left-padded BOS+prompt | answer+EOS right-padded] rows and the answer mask."""
-    ids, mask = left_pad([prompt_ids(tokenizer, p.prompt) for p in problems], tokenizer.pad_id)
-    answers = [tokenizer.encode(p.answer) + [tokenizer.eos_id] for p in problems]
-    width = max(len(a) for a in answers)
-    resp = torch.full((len(problems), width), tokenizer.pad_id, dtype=torch.long)
-    resp_mask = torch.zeros(len(problems), width)
-    for row, a in enumerate(answers):
-        resp[row, :len(a)] = torch.tensor(a)
-        resp_mask[row, :len(a)] = 1.0
+def teacher_forced_batch(tokenizer: Tokenizer, prompts: list[str], responses: list[str]) -> dict[str, Any]:
+    """[left-padded BOS+prompt | response+EOS right-padded] rows and the response mask."""
+    ids, mask = left_pad([prompt_ids(tokenizer, p) for p in prompts], tokenizer.pad_id)
+    rows = [tokenizer.encode(r) + [tokenizer.eos_id] for r in responses]
+    width = max(len(r) for r in rows)
+    resp = torch.full((len(rows), width), tokenizer.pad_id, dtype=torch.long)
+    resp_mask = torch.zeros(len(rows), width)
+    for i, r in enumerate(rows):
+        resp[i, :len(r)] = torch.tensor(r)
+        resp_mask[i, :len(r)] = 1.0
     return {"input_ids": torch.cat([ids, resp], 1), "attention_mask": torch.cat([mask, resp_mask.long()], 1),
             "prompt_len": ids.shape[1], "response_mask": resp_mask}
+
+
+def sft_batch(tokenizer: Tokenizer, problems: list[Problem]) -> dict[str, Any]:
+    """The answer-only supervised batch of `problems` (see `teacher_forced_batch`)."""
+    return teacher_forced_batch(tokenizer, [p.prompt for p in problems], [p.answer for p in problems])
 
 
 class SFT:
