@@ -135,6 +135,9 @@ def _interval_band(curves: list[list[tuple[float, float]]]) -> tuple[np.ndarray,
     return xs, center, bands[:, 0], bands[:, 1]
 
 
+MAX_PLOT_COLUMNS = 4
+
+
 def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     import matplotlib
 
@@ -142,8 +145,12 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     comparisons = report["comparisons"]
-    fig, axes = plt.subplots(1, len(comparisons), figsize=(5.5 * len(comparisons), 4), squeeze=False)
-    for ax, comp in zip(axes[0], comparisons):
+    cols = min(len(comparisons), MAX_PLOT_COLUMNS)
+    rows = -(-len(comparisons) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(comparisons):]:
+        ax.set_visible(False)
+    for ax, comp in zip(axes.flat, comparisons):
         x_max = 0.0
         if comp.get("metric", "value") != "value":  # an end-of-run metric: per-seed points and the IQM
             for i, role in enumerate(("method", "baseline")):

@@ -14,8 +14,8 @@ from policylab.data.format import (
 )
 from policylab.data.importers import episodes_from_d4rl, import_d4rl, read_d4rl_file
 from policylab.data.minari_io import export_minari, import_minari
-from policylab.data.samplers import TrajectorySegments, UniformTransitions
+from policylab.data.samplers import SAMPLERS, TrajectorySegments, UniformTransitions
 
-__all__ = ["DatasetError", "Episode", "OfflineData", "TrajectorySegments", "UniformTransitions", "episodes_from_d4rl",
-           "episodes_of", "export_minari", "import_d4rl", "import_minari", "load_dataset", "read_d4rl_file",
-           "read_metadata", "save_dataset"]
+__all__ = ["SAMPLERS", "DatasetError", "Episode", "OfflineData", "TrajectorySegments", "UniformTransitions",
+           "episodes_from_d4rl", "episodes_of", "export_minari", "import_d4rl", "import_minari", "load_dataset",
+           "read_d4rl_file", "read_metadata", "save_dataset"]

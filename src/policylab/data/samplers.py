@@ -12,7 +12,11 @@ from typing import Any
 import torch
 
 from policylab.core.errors import ConfigError
+from policylab.core.registry import Registry
 from policylab.data.format import OfflineData
+
+SAMPLERS: Registry = Registry("batch sampler")
+"""Name -> factory(data, batch_size, seed, cfg) -> sampler; chosen by an offline config's `sampler` field."""
 
 
 class UniformTransitions:
@@ -43,6 +47,9 @@ class UniformTransitions:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+
+
+SAMPLERS.add("uniform", lambda data, batch_size, seed, cfg=None: UniformTransitions(data, batch_size, seed))
 
 
 class TrajectorySegments(UniformTransitions):

@@ -16,4 +16,5 @@ from policylab.experiments import (  # noqa: F401
     selftest,
     thr,
     tq_saco,
+    traj_weight,
 )

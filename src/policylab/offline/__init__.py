@@ -4,6 +4,7 @@ from functools import partial
 
 from policylab.core.algorithm import AlgorithmSpec
 from policylab.core.registry import ALGORITHMS
+from policylab.offline import traj_weight  # noqa: F401  (registers the rw, aw and top samplers)
 from policylab.offline.bc import BC, BCConfig
 from policylab.offline.cql import CQL, CQLConfig
 from policylab.offline.discrete_cql import DiscreteCQL, DiscreteCQLConfig

@@ -57,8 +57,10 @@ class BC:
         self.actor = imitation_actor(prepared.data, 0, cfg.hidden)
         self.opt = adam(self.actor.parameters(), cfg.lr)
 
-    def make_sampler(self, data: OfflineData, seed: int) -> UniformTransitions:
-        return UniformTransitions(data, self.cfg.batch_size, seed, top_episode_transitions(data, self.cfg.top_percent))
+    def make_sampler(self, data: OfflineData, seed: int) -> UniformTransitions | None:
+        """x%BC's subset; None (the default sampler) when every episode is kept."""
+        subset = top_episode_transitions(data, self.cfg.top_percent)
+        return None if subset is None else UniformTransitions(data, self.cfg.batch_size, seed, subset)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         loss = imitation_loss(self.actor(batch["observations"]), batch["actions"], self.discrete)

@@ -39,6 +39,7 @@ class RCSLConfig(OfflineConfig):
     """Divide returns-to-go by this before they enter the network; None is the data's max |episode return|."""
 
     def check(self) -> None:
+        super().check()
         if self.target_return is not None and not math.isfinite(self.target_return):
             raise ConfigError(f"RCSLConfig.target_return = {self.target_return} is not allowed: must be finite")
         if self.target_return is not None and self.target_quantile != 1.0:

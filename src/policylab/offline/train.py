@@ -20,7 +20,7 @@ from policylab.core.errors import ConfigError
 from policylab.core.run import RunDir
 from policylab.core.seeding import seed_everything
 from policylab.core.trainer import Trainer, TrainerConfig
-from policylab.data import OfflineData, UniformTransitions, load_dataset
+from policylab.data import SAMPLERS, OfflineData, UniformTransitions, load_dataset
 from policylab.envs.evaluate import evaluate_policy
 from policylab.envs.factory import make_env
 from policylab.envs.spaces import ActionScaler
@@ -34,6 +34,17 @@ class OfflineConfig(Config):
     gamma: float = param(0.99, gt=0, le=1)
     normalize_states: bool = True
     """Standardize observations with the dataset's mean and std (applied at evaluation too)."""
+    sampler: str = "uniform"
+    """How batches are drawn (`policylab.data.SAMPLERS`): uniform, or trajectory weighting rw / aw / top."""
+    sampler_temperature: float = param(0.1, gt=0)
+    """alpha of the rw / aw samplers (Hong et al. 2023: 0.1)."""
+    sampler_top_percent: float = param(10.0, gt=0, le=100)
+    """K of the top sampler: uniform over the best K% trajectories."""
+
+    def check(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"{type(self).__name__}.sampler = {self.sampler!r} is not allowed: known samplers: "
+                              f"{', '.join(SAMPLERS.names())}")
 
 
 class Prepared:
@@ -78,7 +89,7 @@ class OfflineSource:
         return self.sampler.sample()
 
     def metrics(self) -> dict[str, float]:
-        return {}
+        return self.sampler.metrics() if hasattr(self.sampler, "metrics") else {}
 
     def counters(self) -> dict[str, float]:
         return {"gradient_steps": self.updates}
@@ -138,12 +149,16 @@ def train_offline(algo_cls: type, cfg: OfflineConfig, *, env_id: str | Path | Of
     seed_everything(seed)
     prepared = Prepared(data, cfg.normalize_states)
     algo = algo_cls(prepared, cfg)
-    if sampler is not None:  # a caller's sampler (e.g. trajectory weighting) wins over the algorithm's default
+    own = algo.make_sampler(prepared.data, seed) if hasattr(algo, "make_sampler") else None
+    if sampler is not None:  # a caller's sampler wins over the config's and the algorithm's
         chosen = sampler(prepared.data, cfg.batch_size, seed)
-    elif hasattr(algo, "make_sampler"):
-        chosen = algo.make_sampler(prepared.data, seed)
+    elif cfg.sampler != "uniform":
+        if own is not None:
+            raise ConfigError(f"{type(cfg).__name__}.sampler = {cfg.sampler!r} is not allowed with {algo.name}: it "
+                              "draws its own batches (return-conditioned windows or a top-percent subset)")
+        chosen = SAMPLERS.get(cfg.sampler)(prepared.data, cfg.batch_size, seed, cfg)
     else:
-        chosen = UniformTransitions(prepared.data, cfg.batch_size, seed)
+        chosen = own if own is not None else UniformTransitions(prepared.data, cfg.batch_size, seed)
     source = OfflineSource(chosen)
     if run is not None:
         run.save_config(cfg, algo=algo.name, dataset=str(data.metadata.get("name", env_id)), seed=seed, steps=steps)
