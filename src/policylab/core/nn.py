@@ -25,13 +25,15 @@ def orthogonal_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 
 
 
 def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256), act: str = "relu",
-        orthogonal: bool = False, out_gain: float = 1.0) -> nn.Sequential:
-    """Linear-activation stack. `orthogonal` uses PPO's init (sqrt 2 hidden, `out_gain` last)."""
+        orthogonal: bool = False, out_gain: float = 1.0, layer_norm: bool = False) -> nn.Sequential:
+    """Linear-activation stack. `orthogonal` uses PPO's init (sqrt 2 hidden, `out_gain` last);
+    `layer_norm` normalizes each hidden layer before its activation."""
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden]
     for a, b in zip(dims[:-1], dims[1:]):
         linear = nn.Linear(a, b)
-        layers += [orthogonal_init(linear) if orthogonal else linear, activation(act)()]
+        layers += [orthogonal_init(linear) if orthogonal else linear, *([nn.LayerNorm(b)] if layer_norm else []),
+                   activation(act)()]
     last = nn.Linear(dims[-1], out_dim)
     layers.append(orthogonal_init(last, out_gain) if orthogonal else last)
     return nn.Sequential(*layers)

@@ -9,6 +9,7 @@ from policylab.experiments import (  # noqa: F401
     lite_ppo,
     lite_ppo_skew,
     nft,
+    odice,
     offline_baselines,
     policy_cliff,
     quickstart,

@@ -1,7 +1,8 @@
 """The showcase: PPO on CartPole-v1 and SAC on Pendulum-v1, each against a random policy; GRPO
 raising a tiny language model's held-out accuracy on gcd over its pretrained base (no RL); BAPO
 against fixed-clip GRPO when rollouts are stale (4 batches old, each used for 2 epochs); and IQL
-against behaviour cloning on pendulum-mix5 (5% expert episodes), a dataset built here.
+against behaviour cloning on pendulum-mix5 (5% expert episodes), a dataset built here, and the same
+BC drawing its batches by trajectory return (traj_weight's RW sampler).
 
 Hyperparameters follow the RL Baselines3 Zoo's tuned settings for these two tasks (the same
 ones `benchmarks/online_throughput.py` gives Stable-Baselines3), so the numbers are comparable.
@@ -32,7 +33,8 @@ GCD_GRPO = GRPOConfig(base_model="tiny-gcd")
 STALE = {"staleness": 4, "epochs": 2}  # rollouts from the policy 4 batches old, each batch used twice
 GCD_STALE = {"grpo-stale": GRPOConfig(base_model="tiny-gcd", **STALE),
              "bapo-stale": BAPOConfig(base_model="tiny-gcd", **STALE)}
-OFFLINE = {"iql": (IQL, IQLConfig(hidden=(64, 64))), "bc": (BC, BCConfig(hidden=(64, 64)))}
+OFFLINE = {"iql": (IQL, IQLConfig(hidden=(64, 64))), "bc": (BC, BCConfig(hidden=(64, 64))),
+           "bc-rw": (BC, BCConfig(hidden=(64, 64), sampler="rw"))}
 STEPS = {"quick": {"CartPole-v1": 10_000, "Pendulum-v1": 2_000, "gcd": 20, "pendulum-mix5": 500},
          "full": {"CartPole-v1": 100_000, "Pendulum-v1": 15_000, "gcd": 150, "pendulum-mix5": 5_000}}
 EVAL_EPISODES = 10
@@ -49,6 +51,7 @@ ARMS = {
     "grpo-stale": {"algo": "grpo", "env": "gcd", "config": GCD_STALE["grpo-stale"]},
     "iql": {"algo": "iql", "env": "pendulum-mix5", "config": OFFLINE["iql"][1]},
     "bc": {"algo": "bc", "env": "pendulum-mix5", "config": OFFLINE["bc"][1]},
+    "bc-rw": {"algo": "bc", "env": "pendulum-mix5", "config": OFFLINE["bc-rw"][1]},
 }
 
 
@@ -100,7 +103,7 @@ EXPERIMENTS.add("quickstart", Experiment(
           "each far above a uniformly random policy; GRPO raises a tiny pretrained language model's "
           "held-out accuracy on gcd above its base, and with stale rollouts BAPO's adaptive clipping does "
           "better than GRPO's fixed clip; IQL learns a better Pendulum policy than behaviour "
-          "cloning from a dataset of 95% random episodes.",
+          "cloning from a dataset of 95% random episodes, and return-weighted trajectory sampling lifts BC there.",
     arms={name: {k: (v.__dict__ if k == "config" else v) for k, v in spec.items()} for name, spec in ARMS.items()},
     comparisons=(Comparison("ppo", "random-cartpole", "PPO vs random (CartPole-v1)"),
                  Comparison("sac", "random-pendulum", "SAC vs random (Pendulum-v1)"),
@@ -108,7 +111,9 @@ EXPERIMENTS.add("quickstart", Experiment(
                             curve_x="sampled responses"),
                  Comparison("bapo-stale", "grpo-stale", "BAPO vs GRPO, stale rollouts (gcd)",
                             metric_label="held-out greedy accuracy", curve_x="sampled responses"),
-                 Comparison("iql", "bc", "IQL vs BC (pendulum-mix5)", curve_x="gradient steps")),
+                 Comparison("iql", "bc", "IQL vs BC (pendulum-mix5)", curve_x="gradient steps"),
+                 Comparison("bc-rw", "bc", "BC with return-weighted trajectories vs BC (pendulum-mix5)",
+                            curve_x="gradient steps")),
     metric=f"mean return over {EVAL_EPISODES} deterministic evaluation episodes on held-out env seeds "
            "(online and offline RL arms); greedy exact-match accuracy on 200 held-out gcd questions (language-model "
            "arms)",

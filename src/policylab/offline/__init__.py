@@ -10,6 +10,7 @@ from policylab.offline.cql import CQL, CQLConfig
 from policylab.offline.discrete_cql import DiscreteCQL, DiscreteCQLConfig
 from policylab.offline.dqn import OfflineDQN, OfflineDQNConfig
 from policylab.offline.iql import IQL, IQLConfig
+from policylab.offline.odice import ODICE, ODICEConfig
 from policylab.offline.rcsl import RCSL, RCSLConfig
 from policylab.offline.td3_bc import TD3BC, TD3BCConfig
 from policylab.offline.train import OfflineConfig, train_offline
@@ -25,6 +26,9 @@ ALGORITHMS.add("iql", AlgorithmSpec("iql", IQLConfig, partial(train_offline, IQL
 ALGORITHMS.add("cql", AlgorithmSpec("cql", CQLConfig, partial(train_offline, CQL),
                                     "conservative Q-learning (SAC-based CQL(H))", "offline", "pendulum-mix10", CQL,
                                     default_steps=10_000))
+ALGORITHMS.add("odice", AlgorithmSpec("odice", ODICEConfig, partial(train_offline, ODICE),
+                                      "V-DICE with the orthogonal-gradient update, weighted BC policy", "offline",
+                                      "pendulum-mix10", ODICE, default_steps=10_000))
 ALGORITHMS.add("rcsl", AlgorithmSpec("rcsl", RCSLConfig, partial(train_offline, RCSL),
                                      "return-conditioned supervised learning (MLP, RvS)", "offline", "pendulum-mix10",
                                      RCSL, default_steps=10_000))
@@ -35,6 +39,6 @@ ALGORITHMS.add("cql_discrete", AlgorithmSpec("cql_discrete", DiscreteCQLConfig, 
                                              "conservative Q-learning for discrete actions", "offline",
                                              "cartpole-replay", DiscreteCQL, default_steps=20_000))
 
-__all__ = ["BC", "BCConfig", "CQL", "CQLConfig", "DiscreteCQL", "DiscreteCQLConfig", "IQL", "IQLConfig",
-           "OfflineConfig", "OfflineDQN", "OfflineDQNConfig", "RCSL", "RCSLConfig", "TD3BC", "TD3BCConfig",
-           "train_offline"]
+__all__ = ["BC", "BCConfig", "CQL", "CQLConfig", "DiscreteCQL", "DiscreteCQLConfig", "IQL", "IQLConfig", "ODICE",
+           "ODICEConfig", "OfflineConfig", "OfflineDQN", "OfflineDQNConfig", "RCSL", "RCSLConfig", "TD3BC",
+           "TD3BCConfig", "train_offline"]

@@ -33,7 +33,6 @@ import torch
 from policylab.data import SAMPLERS, OfflineData, UniformTransitions
 from policylab.offline.bc import top_episode_transitions
 
-
 RELATIVE_TIE = 1e-9
 
 
