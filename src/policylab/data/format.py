@@ -107,6 +107,18 @@ class OfflineData:
     def discrete(self) -> bool:
         return self.metadata.get("action_type") == "discrete"
 
+    def select_episodes(self, keep: torch.Tensor) -> OfflineData:
+        """The episodes where `keep` [E] is true, in order, as a dataset of their own."""
+        if keep.shape != (self.num_episodes,) or not keep.any():
+            raise DatasetError(f"select_episodes needs a boolean mask over the {self.num_episodes} episodes with at "
+                               "least one episode kept")
+        rows = keep[self.episode_ids]
+        lengths = (self.episode_starts[1:] - self.episode_starts[:-1])[keep]
+        starts = torch.cat([torch.zeros(1, dtype=lengths.dtype), torch.cumsum(lengths, 0)])
+        return OfflineData(*(t[rows].contiguous() for t in (self.observations, self.actions, self.rewards,
+                                                             self.next_observations, self.terminals, self.timeouts)),
+                           episode_starts=starts, metadata=dict(self.metadata))
+
 
 # -- writing -------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from policylab.experiments import (  # noqa: F401
     quickstart,
     rec,
     selftest,
+    ssorl,
     thr,
     tq_saco,
     traj_weight,

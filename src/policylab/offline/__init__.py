@@ -12,6 +12,7 @@ from policylab.offline.dqn import OfflineDQN, OfflineDQNConfig
 from policylab.offline.iql import IQL, IQLConfig
 from policylab.offline.odice import ODICE, ODICEConfig
 from policylab.offline.rcsl import RCSL, RCSLConfig
+from policylab.offline.ssorl import SSORLConfig, train_ssorl
 from policylab.offline.td3_bc import TD3BC, TD3BCConfig
 from policylab.offline.train import OfflineConfig, train_offline
 
@@ -39,6 +40,10 @@ ALGORITHMS.add("cql_discrete", AlgorithmSpec("cql_discrete", DiscreteCQLConfig, 
                                              "conservative Q-learning for discrete actions", "offline",
                                              "cartpole-replay", DiscreteCQL, default_steps=20_000))
 
+ALGORITHMS.add("ssorl", AlgorithmSpec("ssorl", SSORLConfig, train_ssorl,
+                                      "semi-supervised offline RL: proxy-label action-free trajectories, then an "
+                                      "offline algorithm", "offline", "pendulum-mix10", None, default_steps=10_000))
+
 __all__ = ["BC", "BCConfig", "CQL", "CQLConfig", "DiscreteCQL", "DiscreteCQLConfig", "IQL", "IQLConfig", "ODICE",
-           "ODICEConfig", "OfflineConfig", "OfflineDQN", "OfflineDQNConfig", "RCSL", "RCSLConfig", "TD3BC",
-           "TD3BCConfig", "train_offline"]
+           "ODICEConfig", "OfflineConfig", "OfflineDQN", "OfflineDQNConfig", "RCSL", "RCSLConfig", "SSORLConfig",
+           "TD3BC", "TD3BCConfig", "train_offline", "train_ssorl"]
