@@ -23,7 +23,8 @@ from policylab.catalog import build_dataset
 from policylab.core.config import to_dict
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
-from policylab.core.run import RunDir, read_metrics
+from policylab.core.run import RunDir
+from policylab.experiments.offline_common import offline_arm_result
 from policylab.offline import IQL, ODICE, IQLConfig, ODICEConfig, train_offline
 
 WIDTH = {"hidden": (64, 64)}
@@ -38,13 +39,12 @@ def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
     algo_cls, cfg = ARMS[arm]
     summary = train_offline(algo_cls, cfg, env_id=build_dataset(DATASET), seed=seed, steps=STEPS[budget], run=run,
                             evals=EVALS[budget], eval_episodes=10, progress=False)
-    records = read_metrics(run.metrics_path)
-    curve = [(r["gradient_steps"], r["eval/normalized_score"]) for r in records if "eval/normalized_score" in r]
-    extra = {"return": float(summary["eval"]["eval/return"])}
+    return offline_arm_result(summary, run, from_records=gradient_conflict)
+
+
+def gradient_conflict(records: list[dict]) -> dict[str, float]:
     cosines = [r["grad_cosine"] for r in records if "grad_cosine" in r]
-    if cosines:
-        extra["grad_cosine_mean"] = sum(cosines) / len(cosines)
-    return ArmResult(float(summary["eval"]["eval/normalized_score"]), curve, extra)
+    return {"grad_cosine_mean": sum(cosines) / len(cosines)} if cosines else {}
 
 
 EXPERIMENTS.add("odice", Experiment(

@@ -22,7 +22,8 @@ from policylab.catalog import build_dataset
 from policylab.core.config import to_dict
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
-from policylab.core.run import RunDir, read_metrics
+from policylab.core.run import RunDir
+from policylab.experiments.offline_common import offline_arm_result
 from policylab.offline import (
     BC,
     CQL,
@@ -51,10 +52,7 @@ def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
     algo_cls, cfg = METHODS[method]
     summary = train_offline(algo_cls, cfg, env_id=build_dataset(dataset), seed=seed, steps=STEPS[budget], run=run,
                             evals=EVALS[budget], eval_episodes=10, progress=False)
-    records = read_metrics(run.metrics_path)
-    curve = [(r["gradient_steps"], r["eval/normalized_score"]) for r in records if "eval/normalized_score" in r]
-    return ArmResult(float(summary["eval"]["eval/normalized_score"]), curve,
-                     {"return": float(summary["eval"]["eval/return"])})
+    return offline_arm_result(summary, run)
 
 
 def _comparisons() -> tuple[Comparison, ...]:

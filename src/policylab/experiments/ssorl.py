@@ -21,7 +21,8 @@ from policylab.catalog import build_dataset
 from policylab.core.config import to_dict
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
-from policylab.core.run import RunDir, read_metrics
+from policylab.core.run import RunDir
+from policylab.experiments.offline_common import offline_arm_result
 from policylab.offline import IQL, IQLConfig, SSORLConfig, train_offline
 from policylab.offline.ssorl import label_split, proxy_label
 from policylab.offline.train import open_data
@@ -46,10 +47,7 @@ def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
                                                 seed))
     summary = train_offline(IQL, LEARNER, env_id=data, seed=seed, steps=STEPS[budget], run=run, evals=EVALS[budget],
                             eval_episodes=10, progress=False)
-    records = read_metrics(run.metrics_path)
-    curve = [(r["gradient_steps"], r["eval/normalized_score"]) for r in records if "eval/normalized_score" in r]
-    extra["return"] = float(summary["eval"]["eval/return"])
-    return ArmResult(float(summary["eval"]["eval/normalized_score"]), curve, extra)
+    return offline_arm_result(summary, run, extra)
 
 
 EXPERIMENTS.add("ssorl", Experiment(

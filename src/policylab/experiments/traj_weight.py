@@ -26,7 +26,8 @@ from policylab.catalog import build_dataset
 from policylab.core.config import to_dict
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
-from policylab.core.run import RunDir, read_metrics
+from policylab.core.run import RunDir
+from policylab.experiments.offline_common import offline_arm_result
 from policylab.offline import BC, CQL, IQL, TD3BC, BCConfig, CQLConfig, IQLConfig, TD3BCConfig, train_offline
 
 WIDTH = {"hidden": (64, 64)}
@@ -49,13 +50,12 @@ def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
     learner, _, short = ARMS[arm]
     summary = train_offline(LEARNERS[learner][0], arm_config(arm), env_id=build_dataset(DATASETS[short]), seed=seed,
                             steps=STEPS[budget], run=run, evals=EVALS[budget], eval_episodes=10, progress=False)
-    records = read_metrics(run.metrics_path)
-    curve = [(r["gradient_steps"], r["eval/normalized_score"]) for r in records if "eval/normalized_score" in r]
-    extra = {"return": float(summary["eval"]["eval/return"])}
+    return offline_arm_result(summary, run, from_records=effective_sample_size)
+
+
+def effective_sample_size(records: list[dict]) -> dict[str, float]:
     ess = [r["sampler/ess_trajectories"] for r in records if "sampler/ess_trajectories" in r]
-    if ess:
-        extra["ess_trajectories"] = float(ess[-1])
-    return ArmResult(float(summary["eval"]["eval/normalized_score"]), curve, extra)
+    return {"ess_trajectories": float(ess[-1])} if ess else {}
 
 
 def _comparisons() -> tuple[Comparison, ...]:

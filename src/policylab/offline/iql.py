@@ -19,7 +19,7 @@ import torch
 from policylab.core.actor_critic import q_values
 from policylab.core.config import param
 from policylab.core.nn import EnsembleMLP, GaussianHead, adam, mlp, soft_update
-from policylab.offline.train import OfflineConfig, Prepared, require_actions
+from policylab.offline.train import OfflineConfig, Prepared, require_actions, return_spread_scale
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,7 @@ class IQL:
         self.actor_opt = adam(list(self.mean_net.parameters()) + list(self.head.parameters()), cfg.lr)
         self.critic_opt = adam(self.critic.parameters(), cfg.lr)
         self.value_opt = adam(self.value.parameters(), cfg.lr)
-        returns = prepared.raw.episode_returns()
-        spread = float(returns.max() - returns.min())
-        self.reward_scale = 1000.0 / spread if cfg.normalize_rewards and spread > 0 else 1.0
+        self.reward_scale = return_spread_scale(prepared, cfg.normalize_rewards)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg

@@ -42,7 +42,7 @@ from policylab.core.config import param
 from policylab.core.errors import ConfigError
 from policylab.core.gradients import flat_grad, orthogonal_part, write_grad
 from policylab.core.nn import GaussianHead, adam, mlp, soft_update
-from policylab.offline.train import OfflineConfig, Prepared, require_actions
+from policylab.offline.train import OfflineConfig, Prepared, require_actions, return_spread_scale
 
 UPDATES = ("orthogonal", "true", "semi")
 DIVERGENCES = ("pearson_chi2", "reverse_kl")
@@ -99,9 +99,7 @@ class ODICE:
         self.value_opt = adam(self.value.parameters(), cfg.lr)
         self.actor_opt = adam(list(self.mean_net.parameters()) + list(self.head.parameters()), cfg.lr,
                               weight_decay=cfg.policy_weight_decay)
-        returns = prepared.raw.episode_returns()
-        spread = float(returns.max() - returns.min())
-        self.reward_scale = 1000.0 / spread if cfg.normalize_rewards and spread > 0 else 1.0
+        self.reward_scale = return_spread_scale(prepared, cfg.normalize_rewards)
 
     def value_gradient(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """The update rule's gradient of the value parameters (flat), the residual for the policy weights,

@@ -69,6 +69,14 @@ class Prepared:
         return (obs - self.mean) / self.std
 
 
+def return_spread_scale(prepared: Prepared, enabled: bool) -> float:
+    """1000 / (max - min episode return) of the dataset (CORL's and the IQL/O-DICE code's locomotion reward
+    scaling, so temperatures mean the same across reward scales); 1 when disabled or all returns are equal."""
+    returns = prepared.raw.episode_returns()
+    spread = float(returns.max() - returns.min())
+    return 1000.0 / spread if enabled and spread > 0 else 1.0
+
+
 def require_actions(data: OfflineData, algo: str, discrete: bool) -> None:
     """Refuse a dataset whose action type the algorithm cannot learn from, naming both."""
     if data.discrete != discrete:
