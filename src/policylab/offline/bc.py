@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from policylab.core.config import param
-from policylab.core.nn import adam, mlp
+from policylab.core.nn import GaussianHead, adam, mlp
 from policylab.data import OfflineData, UniformTransitions
 from policylab.offline.train import OfflineConfig, Prepared
 
@@ -32,6 +32,23 @@ def top_episode_transitions(data: OfflineData, percent: float) -> torch.Tensor |
     keep = max(1, math.ceil(data.num_episodes * percent / 100))
     best = data.episode_returns().argsort(descending=True)[:keep]
     return torch.isin(data.episode_ids, best).nonzero().flatten()
+
+
+class GaussianBCActor(torch.nn.Module):
+    """A Gaussian policy with a tanh mean and a state-independent log-std, fitted by weighted maximum
+    likelihood: IQL's advantage-weighted regression and O-DICE's weighted BC share it; it acts with its mean."""
+
+    def __init__(self, n_obs: int, n_act: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.mean_net = torch.nn.Sequential(mlp(n_obs, n_act, hidden), torch.nn.Tanh())
+        self.head = GaussianHead(n_act)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mean_net(obs)
+
+    def weighted_nll(self, obs: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """-E[w log pi(a | s)]."""
+        return -(weights * self.head(self.mean_net(obs)).log_prob(actions).sum(-1)).mean()
 
 
 def imitation_actor(data: OfflineData, extra_inputs: int, hidden: tuple[int, ...]) -> torch.nn.Module:

@@ -18,7 +18,8 @@ import torch
 
 from policylab.core.actor_critic import q_values
 from policylab.core.config import param
-from policylab.core.nn import EnsembleMLP, GaussianHead, adam, mlp, soft_update
+from policylab.core.nn import EnsembleMLP, adam, mlp, soft_update
+from policylab.offline.bc import GaussianBCActor
 from policylab.offline.train import OfflineConfig, Prepared, require_actions, return_spread_scale
 
 
@@ -48,12 +49,11 @@ class IQL:
         require_actions(data, self.name, discrete=False)
         self.cfg = cfg
         n_obs, n_act = data.observations.shape[1], data.actions.shape[1]
-        self.mean_net = torch.nn.Sequential(mlp(n_obs, n_act, cfg.hidden), torch.nn.Tanh())
-        self.head = GaussianHead(n_act)
+        self.actor = GaussianBCActor(n_obs, n_act, cfg.hidden)
         self.critic = EnsembleMLP(2, n_obs + n_act, 1, cfg.hidden)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.value = mlp(n_obs, 1, cfg.hidden)
-        self.actor_opt = adam(list(self.mean_net.parameters()) + list(self.head.parameters()), cfg.lr)
+        self.actor_opt = adam(self.actor.parameters(), cfg.lr)
         self.critic_opt = adam(self.critic.parameters(), cfg.lr)
         self.value_opt = adam(self.value.parameters(), cfg.lr)
         self.reward_scale = return_spread_scale(prepared, cfg.normalize_rewards)
@@ -80,8 +80,7 @@ class IQL:
 
         advantage = (q_target - v.detach())
         weights = torch.exp(cfg.beta * advantage).clamp(max=cfg.max_weight)
-        log_prob = self.head(self.mean_net(obs)).log_prob(actions).sum(-1)
-        actor_loss = -(weights * log_prob).mean()
+        actor_loss = self.actor.weighted_nll(obs, actions, weights)
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
@@ -92,9 +91,9 @@ class IQL:
 
     @torch.no_grad()
     def policy_action(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.mean_net(obs)
+        return self.actor(obs)
 
-    parts = ("mean_net", "head", "critic", "critic_target", "value", "actor_opt", "critic_opt", "value_opt")
+    parts = ("actor", "critic", "critic_target", "value", "actor_opt", "critic_opt", "value_opt")
 
     def state_dict(self) -> dict[str, Any]:
         return {p: getattr(self, p).state_dict() for p in self.parts}

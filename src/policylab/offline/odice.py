@@ -41,7 +41,8 @@ import torch
 from policylab.core.config import param
 from policylab.core.errors import ConfigError
 from policylab.core.gradients import flat_grad, orthogonal_part, write_grad
-from policylab.core.nn import GaussianHead, adam, mlp, soft_update
+from policylab.core.nn import adam, mlp, soft_update
+from policylab.offline.bc import GaussianBCActor
 from policylab.offline.train import OfflineConfig, Prepared, require_actions, return_spread_scale
 
 UPDATES = ("orthogonal", "true", "semi")
@@ -94,10 +95,9 @@ class ODICE:
         n_obs, n_act = data.observations.shape[1], data.actions.shape[1]
         self.value = mlp(n_obs, 1, cfg.hidden, layer_norm=cfg.value_layer_norm)
         self.value_target = copy.deepcopy(self.value).requires_grad_(False)
-        self.mean_net = torch.nn.Sequential(mlp(n_obs, n_act, cfg.hidden), torch.nn.Tanh())
-        self.head = GaussianHead(n_act)
+        self.actor = GaussianBCActor(n_obs, n_act, cfg.hidden)
         self.value_opt = adam(self.value.parameters(), cfg.lr)
-        self.actor_opt = adam(list(self.mean_net.parameters()) + list(self.head.parameters()), cfg.lr,
+        self.actor_opt = adam(self.actor.parameters(), cfg.lr,
                               weight_decay=cfg.policy_weight_decay)
         self.reward_scale = return_spread_scale(prepared, cfg.normalize_rewards)
 
@@ -135,8 +135,7 @@ class ODICE:
         soft_update(self.value_target, self.value, cfg.tau)
 
         weights = f_prime_inverse(residual, cfg.divergence).clamp(max=cfg.max_weight)
-        log_prob = self.head(self.mean_net(batch["observations"])).log_prob(batch["actions"]).sum(-1)
-        actor_loss = -(weights * log_prob).mean()
+        actor_loss = self.actor.weighted_nll(batch["observations"], batch["actions"], weights)
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
@@ -145,9 +144,9 @@ class ODICE:
 
     @torch.no_grad()
     def policy_action(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.mean_net(obs)
+        return self.actor(obs)
 
-    parts = ("value", "value_target", "mean_net", "head", "value_opt", "actor_opt")
+    parts = ("value", "value_target", "actor", "value_opt", "actor_opt")
 
     def state_dict(self) -> dict[str, Any]:
         return {p: getattr(self, p).state_dict() for p in self.parts}

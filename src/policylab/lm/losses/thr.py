@@ -54,7 +54,7 @@ class THRConfig(RLVRConfig):
     thr_p: float = param(0.5, ge=-1, le=1)
     """p: > 0 amplifies positive-THR tokens (exploitation), < 0 negative-THR ones (exploration); 0 is GRPO.
     The paper's |p| was not recovered; 0.5 is the notes' testbed value."""
-    thr_beta: float = 1.0
+    thr_beta: float = param(1.0, gt=0)
     """beta: threshold scale, tau = beta * min over correct responses of their mean score (NTHR: 1)."""
     thr_only: bool = False
     """THR-only (dominant-token training): zero the advantage of tokens with |s| <= tau."""
