@@ -19,8 +19,9 @@ class Actor(Protocol):
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray: ...
 
 
-def evaluate_policy(agent: Actor, env_id: str, episodes: int = 10, seed: int = 10_000,
-                    deterministic: bool = True) -> dict[str, float]:
+def episode_returns(agent: Actor, env_id: str, episodes: int = 10, seed: int = 10_000,
+                    deterministic: bool = True) -> np.ndarray:
+    """[episodes] undiscounted returns, episode i run on an env reset with seed + i."""
     envs = [make_env(env_id) for _ in range(episodes)]
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
     returns = np.zeros(episodes)
@@ -40,7 +41,42 @@ def evaluate_policy(agent: Actor, env_id: str, episodes: int = 10, seed: int = 1
             observe(live, rewards, ~running[live])
     for env in envs:
         env.close()
+    return returns
+
+
+def evaluate_policy(agent: Actor, env_id: str, episodes: int = 10, seed: int = 10_000,
+                    deterministic: bool = True) -> dict[str, float]:
+    returns = episode_returns(agent, env_id, episodes, seed, deterministic)
     return {"return": float(returns.mean()), "return_std": float(returns.std())}
+
+
+def lower_tail(returns: np.ndarray, fraction: float = 0.1) -> float:
+    """Value at risk: the `fraction` quantile of the returns (linear interpolation), the risk measure of
+    risk-averse RL's tables (a higher VaR_0.1 means a better worst tenth of the episodes)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction = {fraction} is not allowed: must be in (0, 1)")
+    return float(np.quantile(np.asarray(returns, dtype=np.float64), fraction))
+
+
+class NoisyObservations:
+    """An actor that sees Gaussian-perturbed observations, noise std `scale` (per dimension): a test of
+    robustness to states off the data (the environment itself is unchanged)."""
+
+    def __init__(self, agent: Actor, scale: np.ndarray | float, seed: int = 0):
+        self.agent, self.scale = agent, np.asarray(scale, dtype=np.float64)
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, num_episodes: int) -> None:
+        if hasattr(self.agent, "reset"):
+            self.agent.reset(num_episodes)
+
+    def observe(self, indices: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
+        if hasattr(self.agent, "observe"):
+            self.agent.observe(indices, rewards, dones)
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        noisy = obs + self.rng.normal(size=obs.shape) * self.scale
+        return self.agent.act(noisy.astype(obs.dtype), deterministic)
 
 
 class RandomAgent:

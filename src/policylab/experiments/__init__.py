@@ -6,6 +6,7 @@ Importing this package registers every experiment in `policylab.core.registry.EX
 from policylab.experiments import (  # noqa: F401
     bapo,
     bnpo,
+    cdsa,
     lite_ppo,
     lite_ppo_skew,
     nft,

@@ -6,6 +6,7 @@ from policylab.core.algorithm import AlgorithmSpec
 from policylab.core.registry import ALGORITHMS
 from policylab.offline import traj_weight  # noqa: F401  (registers the rw, aw and top samplers)
 from policylab.offline.bc import BC, BCConfig
+from policylab.offline.cdsa import CDSAConfig, train_cdsa
 from policylab.offline.cql import CQL, CQLConfig
 from policylab.offline.discrete_cql import DiscreteCQL, DiscreteCQLConfig
 from policylab.offline.dqn import OfflineDQN, OfflineDQNConfig
@@ -43,7 +44,10 @@ ALGORITHMS.add("cql_discrete", AlgorithmSpec("cql_discrete", DiscreteCQLConfig, 
 ALGORITHMS.add("ssorl", AlgorithmSpec("ssorl", SSORLConfig, train_ssorl,
                                       "semi-supervised offline RL: proxy-label action-free trajectories, then an "
                                       "offline algorithm", "offline", "pendulum-mix10", None, default_steps=10_000))
+ALGORITHMS.add("cdsa", AlgorithmSpec("cdsa", CDSAConfig, train_cdsa,
+                                     "a pretrained offline policy's actions moved along the dataset's density score "
+                                     "(CDSA-style)", "offline", "idp-medium", None, default_steps=10_000))
 
-__all__ = ["BC", "BCConfig", "CQL", "CQLConfig", "DiscreteCQL", "DiscreteCQLConfig", "IQL", "IQLConfig", "ODICE",
-           "ODICEConfig", "OfflineConfig", "OfflineDQN", "OfflineDQNConfig", "RCSL", "RCSLConfig", "SSORLConfig",
-           "TD3BC", "TD3BCConfig", "train_offline", "train_ssorl"]
+__all__ = ["BC", "BCConfig", "CDSAConfig", "CQL", "CQLConfig", "DiscreteCQL", "DiscreteCQLConfig", "IQL",
+           "IQLConfig", "ODICE", "ODICEConfig", "OfflineConfig", "OfflineDQN", "OfflineDQNConfig", "RCSL",
+           "RCSLConfig", "SSORLConfig", "TD3BC", "TD3BCConfig", "train_cdsa", "train_offline", "train_ssorl"]
