@@ -84,3 +84,38 @@ def test_tiny_build_is_loadable_with_stream_episodes_and_refs(tmp_path, monkeypa
     assert meta["ref_max_score"] > meta["ref_min_score"] + 100  # the controller scores, random actions barely
     episodes, _ = M.collect_stream("umaze", 300, M.SEEDS["stream"])
     assert np.array_equal(episodes[0].observations[:-1], data.observations[:300].numpy())  # fixed seeds
+
+
+def test_stitch_env_has_dense_reward_and_the_short_route(tmp_path):
+    spec = M.MAZES["stitch"]
+    env = make_env(spec.env_id)
+    assert env.reward_type == "dense" and env.horizon == 200
+    obs, _ = env.reset(seed=0)
+    agent, goal, cells = M.ControllerAgent(spec.rows), M.cell_center(spec.rows, spec.goal_cell), []
+    for _ in range(spec.horizon):
+        obs, reward, *_ = env.step(agent.act(obs[None])[0])
+        assert reward == pytest.approx(np.exp(-np.linalg.norm(obs[:2] - goal)), rel=1e-5)
+        cell = M.cell_of(spec.rows, obs[:2])
+        if not cells or cells[-1] != cell:
+            cells.append(cell)
+    assert cells[:4] == [(1, 2), (2, 2), (2, 3), (2, 4)]  # down, then right: the route no data trajectory takes
+
+
+def test_tiny_stitch_build_has_the_four_groups(tmp_path, monkeypatch):
+    monkeypatch.setenv("POLICYLAB_DATA", str(tmp_path))
+    monkeypatch.setitem(M.MAZES, "stitch", replace(M.MAZES["stitch"], transitions=1_600, ref_episodes=3))
+    spec = M.MAZES["stitch"]
+    data = load_dataset(build_dataset("stitch-maze"))
+    meta = data.metadata
+    assert data.num_episodes == 8 and len(data) == 1_600 and data.terminals.sum() == 0
+    assert [g["trajectories"] for g in meta["behaviour"]["groups"]] == [2, 2, 2, 2]
+    goal = torch.tensor(M.cell_center(spec.rows, spec.goal_cell), dtype=torch.float32)
+    assert torch.allclose(data.rewards, torch.exp(-(data.next_observations[:, :2] - goal).norm(dim=1)), rtol=1e-5)
+    ends = data.next_observations[data.episode_starts[1:] - 1, :2].numpy()
+    mid = M.cell_center(spec.rows, (2, 2))
+    assert np.all(np.linalg.norm(ends[:4] - mid, axis=1) < 0.5)  # the first groups stop at the midpoint
+    assert np.all(np.linalg.norm(ends[4:6] - goal.numpy(), axis=1) < 0.5)  # the detour reaches the goal
+    corner = M.cell_center(spec.rows, (1, 1))
+    detour = data.observations[data.episode_starts[4]:data.episode_starts[5], :2].numpy()
+    assert np.linalg.norm(detour - corner, axis=1).min() < 0.5  # ... by way of (1, 1)
+    assert float(data.episode_returns().max()) < meta["ref_max_score"]  # the data never takes the short route

@@ -30,6 +30,7 @@ from policylab.envs.maze import (
     KD,
     KP,
     MAZES,
+    Cell,
     ControllerAgent,
     Maze2D,
     WaypointController,
@@ -121,5 +122,85 @@ def _recipe(maze: str) -> DatasetRecipe:
                          partial(build_maze, maze), BUILDER_VERSION)
 
 
-for _maze in MAZES:
+for _maze in ("umaze", "medium"):
     DATASETS.add(f"maze2d-{_maze}", _recipe(_maze))
+
+
+# -- MBRCSL's stitching maze -----------------------------------------------------------------------
+
+STITCH_VERSION = 1
+STITCH_GROUPS = (
+    # (waypoint cells in order, trajectories, random actions once the last one is reached)
+    (((2, 2),), 250, False),
+    (((2, 2),), 250, False),
+    (((1, 1), (2, 1), (2, 4)), 250, False),
+    (((1, 1), (2, 1), (2, 4)), 250, True),
+)
+"""MBRCSL's `maze_default.json`: half the data go from the start to (2, 2) and stay (short of the goal),
+half go around by (1, 1) and (2, 1) to the goal, one of those groups walking at random once there.
+The shortest route needs the first groups' start and the second groups' end."""
+STITCH_NOISE = 0.1
+"""Gaussian action noise of the data's controller (MBRCSL's jitters its waypoints instead)."""
+WAYPOINT_REACHED, WAYPOINT_SPEED = 0.5, 0.5
+"""An intermediate waypoint counts as reached within this distance at speeds below this per axis
+(MBRCSL's sampler: pos_threshold 0.5, vel_threshold 0.5)."""
+
+
+def stitch_episode(env: Maze2D, controller: WaypointController, waypoints: tuple[Cell, ...], random_end: bool,
+                   rng: np.random.Generator, seed: int) -> Episode:
+    rows = env.maze_spec.rows
+    obs = np.empty((env.horizon + 1, 6), dtype=np.float32)
+    actions = np.empty((env.horizon, 2), dtype=np.float32)
+    rewards = np.empty(env.horizon, dtype=np.float32)
+    obs[0], _ = env.reset(seed=seed)
+    todo, walking = list(waypoints), False
+    for t in range(env.horizon):
+        pos, vel = obs[t, :2].astype(np.float64), obs[t, 2:4].astype(np.float64)
+        target = cell_center(rows, todo[0])
+        if len(todo) > 1 and np.linalg.norm(pos - target) <= WAYPOINT_REACHED and np.all(np.abs(vel) <= WAYPOINT_SPEED):
+            todo.pop(0)
+            target = cell_center(rows, todo[0])
+        walking = walking or (random_end and len(todo) == 1 and np.linalg.norm(pos - target) <= WAYPOINT_REACHED)
+        if walking:  # from the first arrival on
+            actions[t] = rng.uniform(-1.0, 1.0, 2)
+        else:
+            actions[t] = controller.action(pos, vel, target, rng.normal(0.0, STITCH_NOISE, 2))
+        obs[t + 1], rewards[t], *_ = env.step(actions[t])
+    truncations = np.zeros(env.horizon, dtype=bool)
+    truncations[-1] = True
+    return Episode(obs, actions, rewards, np.zeros(env.horizon, dtype=bool), truncations)
+
+
+def build_stitch_maze(path: Path, progress: bool | None = None) -> None:
+    spec = MAZES["stitch"]
+    began = time.perf_counter()
+    env = Maze2D("stitch")
+    controller = WaypointController(spec.rows)
+    rng = np.random.default_rng(SEEDS["stream"])
+    episodes, groups = [], []
+    scale = spec.transitions / (spec.horizon * sum(n for _, n, _ in STITCH_GROUPS))
+    for g, (waypoints, count, random_end) in enumerate(STITCH_GROUPS):
+        for _ in range(max(1, round(count * scale))):
+            episodes.append(stitch_episode(env, controller, waypoints, random_end, rng, seed=len(episodes)))
+            groups.append(g)
+    env.close()
+    returns, member = np.array([e.ret for e in episodes]), np.array(groups)
+    group_summary = [{"waypoints": [list(c) for c in w], "trajectories": int((member == g).sum()),
+                      "random_after_goal": r, "mean_return": float(returns[member == g].mean())}
+                     for g, (w, _, r) in enumerate(STITCH_GROUPS)]
+    refs = maze_references("stitch")
+    meta = {"env_id": spec.env_id, "name": path.stem, "pointmaze_id": spec.pointmaze_id,
+            "gymnasium_version": gymnasium.__version__, "builder_version": STITCH_VERSION,
+            "maze_map": list(spec.rows), "start_cell": list(spec.start_cell), "goal_cell": list(spec.goal_cell),
+            "goal": cell_center(spec.rows, spec.goal_cell).tolist(), "horizon": spec.horizon,
+            "reward": "dense: exp(-distance to the fixed goal) after the step",
+            "behaviour": {"controller": "BFS over free cells + PD toward the next cell's centre", "kp": KP, "kd": KD,
+                          "noise_std": STITCH_NOISE, "groups": group_summary},
+            "seeds": SEEDS, **refs, "build_seconds": round(time.perf_counter() - began, 1)}
+    save_dataset(path, episodes, meta)
+
+
+DATASETS.add("stitch-maze", DatasetRecipe(
+    "stitch-maze", MAZES["stitch"].env_id,
+    "MBRCSL's stitching maze: 1,000 x 200 steps of a waypoint controller, half to the midpoint, half around to "
+    "the goal; dense reward; the best route joins the two", build_stitch_maze, STITCH_VERSION))

@@ -5,8 +5,11 @@
 noise U(-0.1, 0.1), velocity noise N(0, 0.1), as D4RL's reset), a fixed goal at the centre of a
 fixed cell, no termination and D4RL's time limits (300 / 600 steps). The reward is D4RL's sparse
 one, 1 when the ball is within 0.5 of the goal after the step (`reward_type="dense"`: exp(-distance)).
+`Maze2D-Stitch-v0` is MBRCSL's stitching maze on the same env: its 4 x 6 map, a 200-step limit and
+MBRCSL's dense reward exp(-distance) by default (no termination at the goal, so a policy that gets
+there sooner collects more).
 The controller (BFS over free cells to the target's cell, then PD toward the next cell's centre)
-makes the `maze2d-*` datasets (`catalog/maze.py`) and their expert reference.
+makes the `maze2d-*` and `stitch-maze` datasets (`catalog/maze.py`) and their expert reference.
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ MEDIUM = ("########",
           "#...#..#",
           "########")
 
+STITCH = ("######",
+          "#..###",
+          "#....#",
+          "######")
+"""MBRCSL's point-maze map (its `maze_default.json`): from the start (1, 2) the goal (2, 4) is three cells
+away through (2, 2); its data go either to (2, 2) and stop, or around by (1, 1) and (2, 1)."""
+
 Cell = tuple[int, int]
 
 
@@ -57,6 +67,8 @@ class MazeSpec:
     """Evaluation episode length and the datasets' episode length (D4RL maze2d's time limit)."""
     transitions: int
     ref_episodes: int = 100
+    reward_type: str = "sparse"
+    """The environment's default reward: D4RL's sparse one, or MBRCSL's dense exp(-distance)."""
 
     @property
     def maze_map(self) -> list[list[int]]:
@@ -66,6 +78,8 @@ class MazeSpec:
 MAZES = {
     "umaze": MazeSpec("PointMaze_UMaze-v3", "Maze2D-UMaze-v0", UMAZE, (3, 1), (1, 1), 300, 200_000),
     "medium": MazeSpec("PointMaze_Medium-v3", "Maze2D-Medium-v0", MEDIUM, (1, 1), (6, 6), 600, 400_000),
+    "stitch": MazeSpec("PointMaze_UMaze-v3", "Maze2D-Stitch-v0", STITCH, (1, 2), (2, 4), 200, 200_000,
+                       reward_type="dense"),
 }
 
 
@@ -154,11 +168,13 @@ class Maze2D(gymnasium.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, maze: str = "umaze", reward_type: str = "sparse", horizon: int | None = -1):
-        """horizon: steps before truncation; -1 the maze's D4RL time limit, None never (the data stream)."""
+    def __init__(self, maze: str = "umaze", reward_type: str | None = None, horizon: int | None = -1):
+        """reward_type: sparse, dense, or None for the maze's own; horizon: steps before truncation, -1 the
+        maze's time limit, None never (the data stream)."""
+        self.maze_spec = MAZES[maze]
+        reward_type = reward_type or self.maze_spec.reward_type
         if reward_type not in ("sparse", "dense"):
             raise ValueError(f"reward_type must be 'sparse' or 'dense', got {reward_type!r}")
-        self.maze_spec = MAZES[maze]
         self.reward_type = reward_type
         self.horizon = self.maze_spec.horizon if horizon == -1 else horizon
         self.inner = _pointmaze(self.maze_spec)

@@ -9,6 +9,7 @@ from policylab.experiments import (  # noqa: F401
     cdsa,
     lite_ppo,
     lite_ppo_skew,
+    mbrcsl,
     nft,
     odice,
     offline_baselines,

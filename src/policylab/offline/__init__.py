@@ -11,6 +11,7 @@ from policylab.offline.cql import CQL, CQLConfig
 from policylab.offline.discrete_cql import DiscreteCQL, DiscreteCQLConfig
 from policylab.offline.dqn import OfflineDQN, OfflineDQNConfig
 from policylab.offline.iql import IQL, IQLConfig
+from policylab.offline.mbrcsl import MBRCSLConfig, train_mbrcsl
 from policylab.offline.odice import ODICE, ODICEConfig
 from policylab.offline.rcsl import RCSL, RCSLConfig
 from policylab.offline.ssorl import SSORLConfig, train_ssorl
@@ -47,7 +48,12 @@ ALGORITHMS.add("ssorl", AlgorithmSpec("ssorl", SSORLConfig, train_ssorl,
 ALGORITHMS.add("cdsa", AlgorithmSpec("cdsa", CDSAConfig, train_cdsa,
                                      "a pretrained offline policy's actions moved along the dataset's density score "
                                      "(CDSA-style)", "offline", "idp-medium", None, default_steps=10_000))
+ALGORITHMS.add("mbrcsl", AlgorithmSpec("mbrcsl", MBRCSLConfig, train_mbrcsl,
+                                       "model-based RCSL: rollouts of a diffusion behaviour policy in a dynamics "
+                                       "ensemble, the ones above the data's best train RCSL", "offline", "stitch-maze",
+                                       None, default_steps=10_000))
 
 __all__ = ["BC", "BCConfig", "CDSAConfig", "CQL", "CQLConfig", "DiscreteCQL", "DiscreteCQLConfig", "IQL",
-           "IQLConfig", "ODICE", "ODICEConfig", "OfflineConfig", "OfflineDQN", "OfflineDQNConfig", "RCSL",
-           "RCSLConfig", "SSORLConfig", "TD3BC", "TD3BCConfig", "train_cdsa", "train_offline", "train_ssorl"]
+           "IQLConfig", "MBRCSLConfig", "ODICE", "ODICEConfig", "OfflineConfig", "OfflineDQN", "OfflineDQNConfig",
+           "RCSL", "RCSLConfig", "SSORLConfig", "TD3BC", "TD3BCConfig", "train_cdsa", "train_mbrcsl", "train_offline",
+           "train_ssorl"]

@@ -1,0 +1,79 @@
+"""Claim check: MBRCSL stitches where RCSL cannot (Zhou et al., ICLR 2024).
+
+Claim (the paper's, Point Maze): trained on data that go either start -> midpoint or the long way
+around to the goal, RCSL copies one of the two and never takes the short route; MBRCSL's model
+rollouts join the first half of one to the second half of the other, and RCSL trained on the rollouts
+that beat the data's best return scores above plain RCSL and at least as well as CQL.
+Fixed before the first run:
+- dataset `stitch-maze` (MBRCSL's map and its four groups of 250 waypoint-controller trajectories,
+  200 steps, dense reward exp(-distance); built here);
+- MBRCSL at a CPU size: dynamics 5 members (3 elites) of 3 x 128 (the notes' small experiment; the
+  official 7 x 4 x 200), at most 10 full passes with hold-out early stopping; diffusion behaviour
+  policy K = 10, 2 x 256, 5k steps; rollouts in batches of 200 until 50 beat the data (at most 25
+  batches; the official 100 kept); RCSL 2 x 256, lr 3e-4, 5k steps on the kept rollouts;
+- baselines at the same RCSL size and steps on the data, and CQL (2 x 64, CORL defaults) 5k steps;
+- metric: final normalized score, 100 (R - R_random) / (R_controller - R_random), the controller
+  taking the short route; 20 evaluation episodes; 3 seeds.
+Comparisons: MBRCSL vs RCSL (higher) and MBRCSL vs CQL ("matches or beats": **not reproduced** means
+clearly worse). Secondary: how many rollouts were kept, their model returns against the data's best.
+"""
+
+from __future__ import annotations
+
+from policylab.catalog import build_dataset
+from policylab.core.config import to_dict
+from policylab.core.experiment import ArmResult, Comparison, Experiment
+from policylab.core.registry import EXPERIMENTS
+from policylab.core.run import RunDir
+from policylab.experiments.offline_common import offline_arm_result
+from policylab.offline import CQL, RCSL, CQLConfig, MBRCSLConfig, RCSLConfig, train_mbrcsl, train_offline
+from policylab.offline.train import open_data
+
+DATASET = "stitch-maze"
+MBRCSL = MBRCSLConfig(dynamics_ensemble=5, dynamics_elites=3, dynamics_hidden=(128, 128, 128),
+                      dynamics_weight_decay=(2.5e-5, 5e-5, 7.5e-5, 1e-4), dynamics_max_epochs=10,
+                      behaviour_hidden=(256, 256), behaviour_train_steps=5000, rcsl_hidden=(256, 256), rcsl_lr=3e-4,
+                      keep=50, max_rollout_batches=25)
+QUICK = MBRCSLConfig(dynamics_ensemble=2, dynamics_elites=1, dynamics_hidden=(32,), dynamics_weight_decay=(0.0, 0.0),
+                     dynamics_max_epochs=1, dynamics_epoch_steps=20, behaviour_hidden=(32,), behaviour_train_steps=20,
+                     rcsl_hidden=(32,), rollout_batch=20, keep=5, max_rollout_batches=2, horizon=20)
+RCSL_BASELINE = RCSLConfig(hidden=(256, 256), lr=3e-4)
+CQL_BASELINE = CQLConfig(hidden=(64, 64))
+STEPS = {"quick": 50, "full": 5000}
+EPISODES = {"quick": 2, "full": 20}
+KEPT = ("mbrcsl/kept", "mbrcsl/rollout_batches", "mbrcsl/left_support", "mbrcsl/best_data_return",
+        "mbrcsl/model_return_max", "mbrcsl/kept_return_mean", "mbrcsl/fallback", "dynamics/holdout_mse",
+        "dynamics/epochs")
+
+
+def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
+    data = open_data(build_dataset(DATASET))
+    common = {"env_id": data, "seed": seed, "steps": STEPS[budget], "run": run, "evals": 2,
+              "eval_episodes": EPISODES[budget], "progress": False}
+    if arm == "mbrcsl":
+        summary = train_mbrcsl(MBRCSL if budget == "full" else QUICK, **common)
+        extra = {k.split("/")[1]: summary["mbrcsl"][k] for k in KEPT if k in summary["mbrcsl"]}
+        return offline_arm_result(summary, run, extra)
+    algo, cfg = (RCSL, RCSL_BASELINE) if arm == "rcsl" else (CQL, CQL_BASELINE)
+    return offline_arm_result(train_offline(algo, cfg, **common), run)
+
+
+EXPERIMENTS.add("mbrcsl", Experiment(
+    id="mbrcsl",
+    claim="On MBRCSL's stitching maze, RCSL trained on model rollouts that beat the data's best return scores above "
+          "RCSL on the data and at least as well as CQL.",
+    arms={"mbrcsl": {"dataset": DATASET, **to_dict(MBRCSL)},
+          "rcsl": {"dataset": DATASET, "learner": "rcsl", **to_dict(RCSL_BASELINE)},
+          "cql": {"dataset": DATASET, "learner": "cql", **to_dict(CQL_BASELINE)}},
+    comparisons=(Comparison("mbrcsl", "rcsl", "MBRCSL vs RCSL (stitching)", curve_x="gradient steps"),
+                 Comparison("mbrcsl", "cql", "MBRCSL vs CQL (matches or beats)", curve_x="gradient steps")),
+    metric="normalized score of the final policy, 100 (R - R_random) / (R_controller - R_random), mean of 20 "
+           "evaluation episodes in Maze2D-Stitch-v0",
+    metric_label="normalized score", direction="higher",
+    seeds={"quick": (0,), "full": (0, 1, 2)},
+    run_arm=run_arm,
+    curve_x="gradient steps",
+    budgets_note={"quick": "tiny models, 50 learner steps (smoke run)",
+                  "full": "dynamics 5 x 3 x 128 (<= 10 passes), diffusion 5k steps, <= 25 x 200 rollouts, then RCSL "
+                          "5k steps; RCSL and CQL 5k steps on the data"},
+))
