@@ -3,13 +3,13 @@ against the exact one of a Gaussian, the bounds of the adjustment, and the pipel
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from policylab.core.config import load_config
 from policylab.core.errors import ConfigError
-from policylab.envs.evaluate import NoisyObservations, lower_tail
+from policylab.core.run import RunDir
 from policylab.offline import CDSAConfig, train_cdsa
 from policylab.offline.cdsa import DensityGuide, GuidedAlgorithm, ScoreModel, noise_levels
 
@@ -127,25 +127,15 @@ def test_guided_algorithm_forwards_episode_hooks():
     assert Base.calls == [3] and guided.name == "rc+cdsa" and guided.mean_shift(torch.zeros(4, 2)) == 0.0
 
 
-def test_lower_tail_and_noisy_observations():
-    assert lower_tail(np.arange(11.0), 0.1) == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="fraction"):
-        lower_tail(np.ones(3), 1.0)
-
-    class Echo:
-        def act(self, obs, deterministic=True):
-            return obs
-
-    obs = np.zeros((1000, 2), np.float32)
-    seen = NoisyObservations(Echo(), np.array([0.1, 2.0]), seed=0).act(obs)
-    assert np.allclose(seen.std(0), [0.1, 2.0], rtol=0.1) and seen.dtype == np.float32
-
-
 @pytest.mark.xdist_group("pendulum-data")
-def test_pipeline_keeps_the_base_and_reports_both(datasets):
-    summary = train_cdsa(CDSAConfig(base="td3_bc", base_hidden=(16,), guide_steps=20, score_hidden=(16,),
-                                    model_hidden=(16,)), env_id=datasets["pendulum-mix10"], seed=0, steps=5,
-                         evals=1, eval_episodes=2, progress=False)
+def test_pipeline_keeps_the_base_and_reports_both(datasets, tmp_path):
+    cfg = CDSAConfig(base="td3_bc", base_hidden=(16,), guide_steps=20, score_hidden=(16,), model_hidden=(16,))
+    run = RunDir(tmp_path, "cdsa")
+    summary = train_cdsa(cfg, env_id=datasets["pendulum-mix10"], seed=0, steps=5, evals=1, eval_episodes=2,
+                         progress=False, run=run)
+    assert load_config(run.path / "cdsa_config.json") == cfg
+    saved = torch.load(run.path / "cdsa_guide.pt")
+    assert all(torch.equal(saved[k], v) for k, v in summary["policy"].algo.guide.state_dict().items())
     ev = summary["eval"]
     assert {"eval/base_return", "eval/return", "cdsa/state_dsm", "cdsa/inverse"} <= set(ev)
     assert all(math.isfinite(v) for v in ev.values()) and summary["algorithm"].name == "td3_bc+cdsa"

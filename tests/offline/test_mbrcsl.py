@@ -3,13 +3,16 @@ point mass, two modes kept where regression averages them), the dynamics ensembl
 stopping, elites), and the rollout filter with stub models (threshold, returns-to-go, support guard,
 fallback)."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from policylab.core.config import load_config
 from policylab.core.errors import ConfigError
+from policylab.core.run import RunDir
 from policylab.data import Episode, load_dataset, save_dataset
 from policylab.offline import mbrcsl as M
 from policylab.offline.diffusion import DiffusionConfig, DiffusionPolicy, cosine_alpha_bars, fit_diffusion_policy
@@ -162,9 +165,13 @@ def test_nothing_above_the_data_falls_back_to_the_data(tmp_path, monkeypatch):
     with_stubs(monkeypatch, StubDynamics(reward=0.1))  # 0.5 < 1.0: nothing kept
     rollouts, info = M.stitch(data, M.MBRCSLConfig(rollout_batch=4, max_rollout_batches=3), seed=0)
     assert rollouts is None and info["mbrcsl/kept"] == 0 and info["mbrcsl/rollout_batches"] == 3
-    summary = M.train_mbrcsl(M.MBRCSLConfig(rollout_batch=4, max_rollout_batches=1, rcsl_hidden=(8,)), env_id=data,
-                             seed=0, steps=3, evals=1, eval_episodes=1, checkpoints=0, progress=False)
+    cfg = M.MBRCSLConfig(rollout_batch=4, max_rollout_batches=1, rcsl_hidden=(8,))
+    run = RunDir(tmp_path, "mbrcsl")
+    summary = M.train_mbrcsl(cfg, env_id=data, seed=0, steps=3, evals=1, eval_episodes=1, checkpoints=0,
+                             progress=False, run=run)
     assert summary["mbrcsl"]["mbrcsl/fallback"] == 1 and math.isfinite(summary["eval"]["eval/return"])
+    assert load_config(run.path / "mbrcsl_config.json") == cfg
+    assert json.loads((run.path / "mbrcsl_stitch.json").read_text())["mbrcsl/fallback"] == 1
 
 
 def test_terminations_and_discrete_actions_are_refused(tmp_path):

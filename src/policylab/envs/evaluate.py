@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import gymnasium
 import numpy as np
 
 from policylab.envs.factory import make_env
@@ -20,9 +21,12 @@ class Actor(Protocol):
 
 
 def episode_returns(agent: Actor, env_id: str, episodes: int = 10, seed: int = 10_000,
-                    deterministic: bool = True) -> np.ndarray:
-    """[episodes] undiscounted returns, episode i run on an env reset with seed + i."""
+                    deterministic: bool = True, start_noise: float = 0.0) -> np.ndarray:
+    """[episodes] undiscounted returns, episode i run on an env reset with seed + i; `start_noise` > 0
+    perturbs each initial state (`PerturbedStart`)."""
     envs = [make_env(env_id) for _ in range(episodes)]
+    if start_noise > 0:
+        envs = [PerturbedStart(env, start_noise) for env in envs]
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
     returns = np.zeros(episodes)
     running = np.ones(episodes, dtype=bool)
@@ -56,6 +60,28 @@ def lower_tail(returns: np.ndarray, fraction: float = 0.1) -> float:
     if not 0 < fraction < 1:
         raise ValueError(f"fraction = {fraction} is not allowed: must be in (0, 1)")
     return float(np.quantile(np.asarray(returns, dtype=np.float64), fraction))
+
+
+class PerturbedStart(gymnasium.Wrapper):
+    """A MuJoCo environment whose initial joint positions and velocities get Gaussian noise of std
+    `scale` on top of its own reset noise: start states off the data (O-DICE's robustness check)."""
+
+    def __init__(self, env: gymnasium.Env, scale: float):
+        super().__init__(env)
+        inner = env.unwrapped
+        if not hasattr(inner, "set_state") or not hasattr(inner, "_get_obs"):
+            name = inner.spec.id if inner.spec else type(inner).__name__
+            raise ValueError(f"start_noise needs a MuJoCo environment (set_state / _get_obs); {name} is not one")
+        self.scale = scale
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        _, info = self.env.reset(seed=seed, options=options)
+        inner = self.env.unwrapped
+        rng = np.random.default_rng(None if seed is None else seed + 7_919)
+        qpos = inner.data.qpos + rng.normal(0.0, self.scale, inner.model.nq)
+        qvel = inner.data.qvel + rng.normal(0.0, self.scale, inner.model.nv)
+        inner.set_state(qpos, qvel)
+        return inner._get_obs(), info
 
 
 class NoisyObservations:

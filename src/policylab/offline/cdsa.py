@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from policylab.core.config import Config, param
+from policylab.core.atomic import atomic_write
+from policylab.core.config import Config, param, save_config
 from policylab.core.errors import ConfigError
 from policylab.core.nn import adam, mlp
 from policylab.core.registry import ALGORITHMS
@@ -202,6 +203,10 @@ def train_cdsa(cfg: CDSAConfig, *, env_id: Any, seed: int = 0, steps: int = 10_0
                          eval_episodes=eval_episodes, **train_kwargs)
     prepared = summary["policy"].prepared
     guide, metrics = fit_guide(prepared.data, cfg, seed)
+    run = train_kwargs.get("run")
+    if run is not None:  # the base's checkpoints are in the run already; the guide and its config beside them
+        save_config(run.path / "cdsa_config.json", cfg)
+        atomic_write(run.path / "cdsa_guide.pt", lambda f: torch.save(guide.state_dict(), f))
     guided = EnvPolicy(GuidedAlgorithm(summary["algorithm"], guide), prepared)
     evaluation = dict(summary.get("eval", {}))
     if eval_episodes > 0:

@@ -28,7 +28,8 @@ from typing import Any
 
 import torch
 
-from policylab.core.config import Config, param
+from policylab.core.atomic import atomic_write_json
+from policylab.core.config import Config, param, save_config
 from policylab.core.errors import ConfigError
 from policylab.data import OfflineData
 from policylab.offline.diffusion import DiffusionConfig, DiffusionPolicy, fit_diffusion_policy
@@ -187,4 +188,8 @@ def train_mbrcsl(cfg: MBRCSLConfig, *, env_id: Any, seed: int = 0, steps: int = 
     summary = train_offline(RCSL, cfg.rcsl(), env_id=rollouts if rollouts is not None else data, seed=seed,
                             steps=steps, **train_kwargs)
     summary["mbrcsl"] = metrics
+    run = train_kwargs.get("run")
+    if run is not None:  # the run's config.json is RCSL's; the pipeline's config and model phase beside it
+        save_config(run.path / "mbrcsl_config.json", cfg)
+        atomic_write_json(run.path / "mbrcsl_stitch.json", metrics)
     return summary
