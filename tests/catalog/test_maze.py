@@ -119,3 +119,10 @@ def test_tiny_stitch_build_has_the_four_groups(tmp_path, monkeypatch):
     detour = data.observations[data.episode_starts[4]:data.episode_starts[5], :2].numpy()
     assert np.linalg.norm(detour - corner, axis=1).min() < 0.5  # ... by way of (1, 1)
     assert float(data.episode_returns().max()) < meta["ref_max_score"]  # the data never takes the short route
+    # the MBRCSL claim check's diagnostic, on real data: replaying recorded actions from recorded states
+    # reproduces the recorded returns (MuJoCo is deterministic), and half the data stays off column 1
+    from policylab.experiments.mbrcsl import replay_kept
+
+    replay = replay_kept(data)
+    assert replay["kept_real_return"] == pytest.approx(float(data.episode_returns().mean()), rel=1e-3)
+    assert replay["kept_short_route"] == 0.5

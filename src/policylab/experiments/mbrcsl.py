@@ -15,16 +15,23 @@ Fixed before the first run:
 - metric: final normalized score, 100 (R - R_random) / (R_controller - R_random), the controller
   taking the short route; 20 evaluation episodes; 3 seeds.
 Comparisons: MBRCSL vs RCSL (higher) and MBRCSL vs CQL ("matches or beats": **not reproduced** means
-clearly worse). Secondary: how many rollouts were kept, their model returns against the data's best.
+clearly worse). Secondary: how many rollouts were kept, their model returns against the data's best;
+added after the first run (diagnostics, the primary numbers unchanged): the share of kept rollouts
+that take the short route (never enter the maze's first column) and the kept rollouts' return when
+their actions are replayed open loop in the real maze from the same start state.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from policylab.catalog import build_dataset
 from policylab.core.config import to_dict
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir
+from policylab.data import OfflineData
+from policylab.envs.maze import Maze2D
 from policylab.experiments.offline_common import offline_arm_result
 from policylab.offline import CQL, RCSL, CQLConfig, MBRCSLConfig, RCSLConfig, train_mbrcsl, train_offline
 from policylab.offline.train import open_data
@@ -53,9 +60,28 @@ def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
     if arm == "mbrcsl":
         summary = train_mbrcsl(MBRCSL if budget == "full" else QUICK, **common)
         extra = {k.split("/")[1]: summary["mbrcsl"][k] for k in KEPT if k in summary["mbrcsl"]}
+        if summary["rollouts"] is not None:
+            extra.update(replay_kept(summary["rollouts"]))
         return offline_arm_result(summary, run, extra)
     algo, cfg = (RCSL, RCSL_BASELINE) if arm == "rcsl" else (CQL, CQL_BASELINE)
     return offline_arm_result(train_offline(algo, cfg, **common), run)
+
+
+def replay_kept(rollouts: OfflineData) -> dict[str, float]:
+    """Where the kept rollouts go (short route: x never below -1, the first column's edge) and what their
+    actions earn open loop in the real maze from the same start state."""
+    n = rollouts.num_episodes
+    horizon = len(rollouts) // n
+    obs = rollouts.observations.view(n, horizon, -1).numpy().astype(np.float64)
+    actions = rollouts.actions.view(n, horizon, -1).numpy()
+    env = Maze2D("stitch")
+    real = np.zeros(n)
+    for i in range(n):
+        env.reset(seed=i)
+        env.inner.point_env.set_state(obs[i, 0, :2], obs[i, 0, 2:4])
+        real[i] = sum(env.step(a)[1] for a in actions[i])
+    env.close()
+    return {"kept_short_route": float((obs[:, :, 0] >= -1.0).all(1).mean()), "kept_real_return": float(real.mean())}
 
 
 EXPERIMENTS.add("mbrcsl", Experiment(

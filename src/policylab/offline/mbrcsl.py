@@ -187,7 +187,7 @@ def train_mbrcsl(cfg: MBRCSLConfig, *, env_id: Any, seed: int = 0, steps: int = 
     metrics["mbrcsl/fallback"] = float(rollouts is None)
     summary = train_offline(RCSL, cfg.rcsl(), env_id=rollouts if rollouts is not None else data, seed=seed,
                             steps=steps, **train_kwargs)
-    summary["mbrcsl"] = metrics
+    summary.update(mbrcsl=metrics, rollouts=rollouts)
     run = train_kwargs.get("run")
     if run is not None:  # the run's config.json is RCSL's; the pipeline's config and model phase beside it
         save_config(run.path / "mbrcsl_config.json", cfg)
