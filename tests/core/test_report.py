@@ -295,3 +295,23 @@ def test_comparison_on_a_missing_extra_metric_names_it():
 def test_comparison_direction_is_validated():
     with pytest.raises(ConfigError, match="direction"):
         _experiment(comparisons=(Comparison("method", "baseline", direction="up"),))
+
+
+def test_arms_without_curves_are_plotted_as_per_seed_points(tmp_path, monkeypatch):
+    """No learning curve on either side: one errorbar per arm at x = 0 and 1, not lines over steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.axes
+
+    calls = []
+    original = matplotlib.axes.Axes.errorbar
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar",
+                        lambda self, x, y, *a, **k: calls.append((list(x), list(y))) or original(self, x, y, *a, **k))
+    results = (_rows("method", [0, 1, 2], [10.0, 12.0, 11.0], with_curve=False)
+               + _rows("baseline", [0, 1, 2], [1.0, 2.0, 3.0], with_curve=False))
+    rep = build_report(_experiment(), "quick", results, wall_s=1.0)
+    path = report_module.plot_report(rep, tmp_path / "p.png")
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    assert [x for x, _ in calls] == [[0], [1]]
+    assert calls[0][1] == [pytest.approx(rep["arms"]["method"]["iqm"])]

@@ -152,16 +152,20 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         ax.set_visible(False)
     for ax, comp in zip(axes.flat, comparisons):
         x_max = 0.0
-        if comp.get("metric", "value") != "value":  # an end-of-run metric: per-seed points and the IQM
+        extra_metric = comp.get("metric", "value") != "value"
+        if extra_metric or not any(_has_curve(report["arms"][comp[role]]) for role in ("method", "baseline")):
+            # an end-of-run metric, or arms without learning curves: per-seed points and the IQM with its interval
             for i, role in enumerate(("method", "baseline")):
-                extra = report["arms"][comp[role]]["extra"][comp["metric"]]
-                ax.scatter([i] * len(extra["values"]), extra["values"], alpha=0.6)
-                ax.errorbar([i], [extra["iqm"]], yerr=[[extra["iqm"] - extra["ci95"][0]],
-                                                       [extra["ci95"][1] - extra["iqm"]]], fmt="_", capsize=8)
+                arm = report["arms"][comp[role]]
+                stats = arm["extra"][comp["metric"]] if extra_metric else arm
+                ax.scatter([i] * len(stats["values"]), stats["values"], alpha=0.6)
+                ax.errorbar([i], [stats["iqm"]], yerr=[[stats["iqm"] - stats["ci95"][0]],
+                                                       [stats["ci95"][1] - stats["iqm"]]], fmt="_", capsize=8)
             ax.set_xticks([0, 1], [comp["method"], comp["baseline"]])
             ax.set_xlim(-0.6, 1.6)
             ax.set_title(f"{comp['label']}: {comp['verdict']}")
-            ax.set_ylabel(comp.get("metric_label") or comp["metric"])
+            ax.set_ylabel((comp.get("metric_label") or comp["metric"]) if extra_metric else
+                          (comp.get("metric_label") or report.get("metric_label") or report["metric"]))
             continue
         for role in ("method", "baseline"):
             arm = report["arms"][comp[role]]
@@ -187,6 +191,10 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     return path
+
+
+def _has_curve(arm: dict[str, Any]) -> bool:
+    return any(len(curve) > 1 for curve in arm.get("curves", {}).values())
 
 
 def write_report(report: dict[str, Any], results_dir: str | Path) -> dict[str, Path]:
