@@ -201,3 +201,16 @@ def test_probability_of_improvement_hand_cases():
 def test_probability_of_improvement_needs_both_sides():
     with pytest.raises(ValueError, match="both sides"):
         probability_of_improvement([], [1.0])
+
+
+def test_spearman_by_hand_with_ties():
+    from policylab.core.stats import average_ranks, spearman
+
+    assert average_ranks([10, 20, 20, 5]).tolist() == [2.0, 3.5, 3.5, 1.0]
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 1], [1, 2, 3]) == 0.0
+    # ranks (1, 2.5, 2.5, 4) vs (1, 2, 3, 4): r = 4.5 / sqrt(4.5 * 5)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(4.5 / np.sqrt(4.5 * 5))
+    with pytest.raises(ValueError, match="same length"):
+        spearman([1, 2], [1])

@@ -99,3 +99,25 @@ def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
     if a.size == 0 or b.size == 0:
         raise ValueError("probability of improvement needs runs on both sides")
     return float(((a > b) + 0.5 * (a == b)).mean())
+
+
+def average_ranks(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties sharing the mean of their ranks."""
+    x = np.asarray(values, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    unique, inverse = np.unique(x, return_inverse=True)
+    sums = np.bincount(inverse, weights=ranks)
+    counts = np.bincount(inverse)
+    return (sums / counts)[inverse]
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (Pearson's on average ranks); 0 when either side is constant."""
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"spearman needs two sequences of the same length >= 2, got {len(x)} and {len(y)}")
+    rx, ry = average_ranks(x), average_ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denominator = float(np.sqrt((rx @ rx) * (ry @ ry)))
+    return float(rx @ ry) / denominator if denominator > 0 else 0.0

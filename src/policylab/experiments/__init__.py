@@ -18,6 +18,7 @@ from policylab.experiments import (  # noqa: F401
     quickstart,
     rec,
     selftest,
+    sqirl,
     ssorl,
     thr,
     tq_saco,
