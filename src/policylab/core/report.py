@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -155,15 +156,20 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
         extra_metric = comp.get("metric", "value") != "value"
         if extra_metric or not any(_has_curve(report["arms"][comp[role]]) for role in ("method", "baseline")):
             # an end-of-run metric, or arms without learning curves: per-seed points and the IQM with its interval
+            pair = []
             for i, role in enumerate(("method", "baseline")):
                 arm = report["arms"][comp[role]]
                 stats = arm["extra"][comp["metric"]] if extra_metric else arm
+                pair.append(stats["values"])
                 ax.scatter([i] * len(stats["values"]), stats["values"], alpha=0.6)
                 ax.errorbar([i], [stats["iqm"]], yerr=[[stats["iqm"] - stats["ci95"][0]],
                                                        [stats["ci95"][1] - stats["iqm"]]], fmt="_", capsize=8)
+            if comp.get("paired") and len(pair[0]) == len(pair[1]):  # one seed's two runs, joined
+                for a, b in zip(*pair):
+                    ax.plot([0, 1], [a, b], color="gray", alpha=0.4, linewidth=0.8)
             ax.set_xticks([0, 1], [comp["method"], comp["baseline"]])
             ax.set_xlim(-0.6, 1.6)
-            ax.set_title(f"{comp['label']}: {comp['verdict']}")
+            ax.set_title(_wrap(f"{comp['label']}: {comp['verdict']}"), fontsize=9)
             ax.set_ylabel((comp.get("metric_label") or comp["metric"]) if extra_metric else
                           (comp.get("metric_label") or report.get("metric_label") or report["metric"]))
             continue
@@ -179,7 +185,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
                 ci = arm["ci95"]
                 ax.axhline(arm["iqm"], linestyle="--", color="gray", label=f"{comp[role]} (IQM)")
                 ax.axhspan(ci[0], ci[1], color="gray", alpha=0.15)
-        ax.set_title(f"{comp['label']}: {comp['verdict']}")
+        ax.set_title(_wrap(f"{comp['label']}: {comp['verdict']}"), fontsize=9)
         ax.set_xlabel(comp.get("curve_x") or report.get("curve_x", "step"))
         ax.set_ylabel(comp.get("metric_label") or report.get("metric_label") or report["metric"])
         ax.legend(loc="best", fontsize=8)
@@ -191,6 +197,10 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     return path
+
+
+def _wrap(title: str, width: int = 60) -> str:
+    return "\n".join(textwrap.wrap(title, width))
 
 
 def _has_curve(arm: dict[str, Any]) -> bool:
