@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from policylab.core.errors import ConfigError
+from policylab.tabular.mdp import FiniteSpaces
 
 
 @dataclass(frozen=True)
-class FiniteHorizonMDP:
+class FiniteHorizonMDP(FiniteSpaces):
     """P[s, a, s'], state-action rewards R[s, a] or R[t, s, a] (stored as [T, S, A]), horizon T, start
     distribution; undiscounted."""
 
@@ -44,14 +45,6 @@ class FiniteHorizonMDP:
                               f"or [T, S, A] = {(self.horizon, *self.transitions.shape[:2])}")
         if not torch.allclose(self.transitions.sum(-1), torch.ones_like(self.rewards[0]), atol=1e-9):
             raise ConfigError("FiniteHorizonMDP.transitions: every P[s, a, :] must be a probability distribution")
-
-    @property
-    def num_states(self) -> int:
-        return self.transitions.shape[0]
-
-    @property
-    def num_actions(self) -> int:
-        return self.transitions.shape[1]
 
     def sample_starts(self, n: int, rng: np.random.Generator) -> np.ndarray:
         return rng.choice(self.num_states, size=n, p=self.initial.numpy())

@@ -14,8 +14,22 @@ import torch
 from policylab.core.errors import ConfigError
 
 
+class FiniteSpaces:
+    """Sizes read off a `transitions` tensor P[s, a, s']."""
+
+    transitions: torch.Tensor
+
+    @property
+    def num_states(self) -> int:
+        return self.transitions.shape[0]
+
+    @property
+    def num_actions(self) -> int:
+        return self.transitions.shape[1]
+
+
 @dataclass(frozen=True)
-class TabularMDP:
+class TabularMDP(FiniteSpaces):
     transitions: torch.Tensor
     """P[s, a, s'], each row a distribution."""
     rewards: torch.Tensor
@@ -39,14 +53,6 @@ class TabularMDP:
             raise ConfigError("TabularMDP.transitions: every P[s, a, :] must be a probability distribution")
         if (mu < 0).any() or abs(float(mu.sum()) - 1) > 1e-9:
             raise ConfigError("TabularMDP.initial must be a probability distribution over states")
-
-    @property
-    def num_states(self) -> int:
-        return self.transitions.shape[0]
-
-    @property
-    def num_actions(self) -> int:
-        return self.transitions.shape[1]
 
     def expected_rewards(self, rewards: torch.Tensor | None = None) -> torch.Tensor:
         """E_{S'~P(s, a)} R(s, a, S'), [S, A]; `rewards` [S, A, S'] or [S, A] (returned as is) instead of the MDP's."""
