@@ -10,6 +10,7 @@ from policylab.experiments import (  # noqa: F401
     irl_misspec,
     lite_ppo,
     lite_ppo_skew,
+    mamql,
     mbrcsl,
     nft,
     odice,
