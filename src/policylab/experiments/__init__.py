@@ -7,6 +7,7 @@ from policylab.experiments import (  # noqa: F401
     bapo,
     bnpo,
     cdsa,
+    ild,
     irl_misspec,
     lite_ppo,
     lite_ppo_skew,

@@ -8,8 +8,7 @@ from policylab.envs.diff.systems import (
     DiffEnv,
     DiffPendulum,
     DiffPointMass,
-    optimize_actions,
     rollout,
 )
 
-__all__ = ["DIFF_ENVS", "DiffCartPole", "DiffEnv", "DiffPendulum", "DiffPointMass", "optimize_actions", "rollout"]
+__all__ = ["DIFF_ENVS", "DiffCartPole", "DiffEnv", "DiffPendulum", "DiffPointMass", "rollout"]

@@ -62,6 +62,16 @@ class DiffPendulum(DiffEnv):
     def cost(self, state: torch.Tensor) -> torch.Tensor:
         return 1 - torch.cos(state[:, 0])
 
+    def swing_up(self, obs: torch.Tensor, t: int | None = None) -> torch.Tensor:
+        """A hand-made expert: pump energy E = w^2 / 2 + (g / l) cos(theta) toward the upright value
+        (a hanging, resting start gets a full push), then hold with saturated PD within 0.5 rad of upright."""
+        cos, sin, omega = obs.unbind(1)
+        target = self.gravity / self.length
+        energy = 0.5 * omega ** 2 + target * cos
+        pump = torch.where(omega.abs() < 0.1, torch.full_like(omega, self.max_action), 2.0 * (target - energy) * omega)
+        hold = -(15.0 * sin + 3.0 * omega)
+        return self.clip(torch.where(cos > math.cos(0.5), hold, pump))[:, None]
+
 
 @dataclass(frozen=True)
 class DiffCartPole(DiffEnv):
@@ -132,30 +142,3 @@ def rollout(env: DiffEnv, policy: Callable[[torch.Tensor, int], torch.Tensor], s
         states.append(env.step(state, action))
     return torch.stack(states, 1), torch.stack(actions, 1)
 
-
-def angle_wrap(theta: torch.Tensor) -> torch.Tensor:
-    return torch.remainder(theta + math.pi, 2 * math.pi) - math.pi
-
-
-def optimize_actions(env: DiffEnv, start: torch.Tensor, horizon: int, steps: int = 500, lr: float = 0.05,
-                     action_cost: float = 1e-3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Open-loop trajectory optimization through the dynamics: actions max_action tanh(z) minimizing
-    sum_t cost(s_t) + action_cost |a_t|^2 from `start` [n]; (states [T + 1, n], actions [T, m]), the expert
-    demonstration the ILD check imitates."""
-    generator = torch.Generator().manual_seed(seed)
-    z = (0.1 * torch.randn((horizon, env.action_dim), generator=generator)).requires_grad_(True)
-    opt = torch.optim.Adam([z], lr)
-
-    def unroll(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        actions = env.max_action * torch.tanh(z)
-        states, _ = rollout(env, lambda obs, t: actions[t][None], start[None], horizon)
-        return states[0], actions
-
-    for _ in range(steps):
-        states, actions = unroll(z)
-        loss = env.cost(states[1:]).sum() + action_cost * actions.square().sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        return unroll(z)
