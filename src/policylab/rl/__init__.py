@@ -1,10 +1,11 @@
-"""Online RL: PPO, SAC, TD3, DQN (and later MDPO, SQIRL) on vectorized gymnasium envs."""
+"""Online RL: PPO, MDPO, SAC, TD3, DQN on vectorized gymnasium envs; tabular SQIRL (`rl/sqirl.py`)."""
 
 from functools import partial
 
 from policylab.core.algorithm import AlgorithmSpec
 from policylab.core.registry import ALGORITHMS
 from policylab.rl.dqn import DQN, DQNConfig
+from policylab.rl.mdpo import MDPO, MDPOConfig
 from policylab.rl.policy_io import load_policy, save_policy
 from policylab.rl.ppo import PPO, PPOConfig
 from policylab.rl.sac import SAC, SACConfig
@@ -13,6 +14,9 @@ from policylab.rl.train import train_online
 
 ALGORITHMS.add("ppo", AlgorithmSpec("ppo", PPOConfig, partial(train_online, PPO), "clipped-surrogate policy gradient",
                                     "rl", "CartPole-v1", PPO))
+ALGORITHMS.add("mdpo", AlgorithmSpec("mdpo", MDPOConfig, partial(train_online, MDPO),
+                                     "on-policy mirror descent policy optimization (m full-batch KL-proximal steps)",
+                                     "rl", "CartPole-v1", MDPO))
 ALGORITHMS.add("sac", AlgorithmSpec("sac", SACConfig, partial(train_online, SAC), "soft actor-critic, auto entropy",
                                     "rl", "Pendulum-v1", SAC))
 ALGORITHMS.add("dqn", AlgorithmSpec("dqn", DQNConfig, partial(train_online, DQN), "double DQN, epsilon-greedy",
@@ -20,5 +24,5 @@ ALGORITHMS.add("dqn", AlgorithmSpec("dqn", DQNConfig, partial(train_online, DQN)
 ALGORITHMS.add("td3", AlgorithmSpec("td3", TD3Config, partial(train_online, TD3), "twin delayed DDPG",
                                     "rl", "Pendulum-v1", TD3))
 
-__all__ = ["DQN", "DQNConfig", "PPO", "PPOConfig", "SAC", "SACConfig", "TD3", "TD3Config", "load_policy", "save_policy",
-           "train_online"]
+__all__ = ["DQN", "DQNConfig", "MDPO", "MDPOConfig", "PPO", "PPOConfig", "SAC", "SACConfig", "TD3", "TD3Config",
+           "load_policy", "save_policy", "train_online"]
