@@ -13,6 +13,7 @@ from policylab.experiments import (  # noqa: F401
     lite_ppo_skew,
     mamql,
     mbrcsl,
+    mdpo,
     nft,
     odice,
     offline_baselines,
