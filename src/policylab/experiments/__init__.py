@@ -9,6 +9,7 @@ from policylab.experiments import (  # noqa: F401
     cdsa,
     ild,
     irl_misspec,
+    karl,
     lite_ppo,
     lite_ppo_skew,
     mamql,
