@@ -53,3 +53,42 @@ def test_ten_proximal_steps_learn_faster_than_one():
                                           env_id="CartPole-v1", seed=seed, steps=30_000, evals=1, eval_episodes=10,
                                           checkpoints=0, progress=False)["eval"]["eval/return"] for seed in (0, 1)])
     assert finals[10] > finals[1] + 30, finals
+
+
+def off_policy(**kw):
+    from policylab.rl import MDPOOff, MDPOOffConfig
+
+    env = gymnasium.make("Pendulum-v1")
+    return MDPOOff(env.observation_space, env.action_space, MDPOOffConfig(hidden=(16, 16), **kw))
+
+
+def test_off_policy_mdpo_with_a_uniform_anchor_is_sac():
+    import math
+
+    from policylab.rl import SAC
+
+    algo = off_policy(kl_weight=0.7)
+    obs = torch.randn(32, 3)
+    uniform = -math.log(2.0)  # log density of U[-1, 1] for the one action dimension
+    algo.head.log_prob = lambda params, pre: torch.full(pre.shape[:-1], uniform)
+    torch.manual_seed(0)
+    loss_mdpo, _ = algo.actor_loss(obs, torch.tensor(0.2))
+    grads_mdpo = torch.autograd.grad(loss_mdpo, list(algo.actor.parameters()))
+    torch.manual_seed(0)
+    loss_sac, _ = SAC.actor_loss(algo, obs, torch.tensor(0.7))  # alpha = 1 / t
+    grads_sac = torch.autograd.grad(loss_sac, list(algo.actor.parameters()))
+    assert float(loss_mdpo - loss_sac) == pytest.approx((0.2 - 0.7) * uniform, abs=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_mdpo, grads_sac))
+
+
+def test_off_policy_anchor_is_refreshed_every_m_steps():
+    algo = off_policy(refresh_every=3)
+    obs = torch.randn(8, 3)
+    copied = []
+    for _ in range(7):
+        with torch.no_grad():  # the actor moves between gradient steps
+            for p in algo.actor.parameters():
+                p.add_(0.01)
+        algo.actor_loss(obs, torch.tensor(0.2))
+        copied.append(all(torch.equal(a, b) for a, b in zip(algo.anchor.parameters(), algo.actor.parameters())))
+    assert copied == [True, False, False, True, False, False, True] and algo.steps == 7

@@ -5,7 +5,7 @@ from functools import partial
 from policylab.core.algorithm import AlgorithmSpec
 from policylab.core.registry import ALGORITHMS
 from policylab.rl.dqn import DQN, DQNConfig
-from policylab.rl.mdpo import MDPO, MDPOConfig
+from policylab.rl.mdpo import MDPO, MDPOConfig, MDPOOff, MDPOOffConfig
 from policylab.rl.policy_io import load_policy, save_policy
 from policylab.rl.ppo import PPO, PPOConfig
 from policylab.rl.sac import SAC, SACConfig
@@ -17,6 +17,9 @@ ALGORITHMS.add("ppo", AlgorithmSpec("ppo", PPOConfig, partial(train_online, PPO)
 ALGORITHMS.add("mdpo", AlgorithmSpec("mdpo", MDPOConfig, partial(train_online, MDPO),
                                      "on-policy mirror descent policy optimization (m full-batch KL-proximal steps)",
                                      "rl", "CartPole-v1", MDPO))
+ALGORITHMS.add("mdpo_off", AlgorithmSpec("mdpo_off", MDPOOffConfig, partial(train_online, MDPOOff),
+                                         "off-policy MDPO: SAC with a KL proximity term to a periodically refreshed "
+                                         "anchor policy", "rl", "Pendulum-v1", MDPOOff))
 ALGORITHMS.add("sac", AlgorithmSpec("sac", SACConfig, partial(train_online, SAC), "soft actor-critic, auto entropy",
                                     "rl", "Pendulum-v1", SAC))
 ALGORITHMS.add("dqn", AlgorithmSpec("dqn", DQNConfig, partial(train_online, DQN), "double DQN, epsilon-greedy",
@@ -24,5 +27,5 @@ ALGORITHMS.add("dqn", AlgorithmSpec("dqn", DQNConfig, partial(train_online, DQN)
 ALGORITHMS.add("td3", AlgorithmSpec("td3", TD3Config, partial(train_online, TD3), "twin delayed DDPG",
                                     "rl", "Pendulum-v1", TD3))
 
-__all__ = ["DQN", "DQNConfig", "MDPO", "MDPOConfig", "PPO", "PPOConfig", "SAC", "SACConfig", "TD3", "TD3Config",
-           "load_policy", "save_policy", "train_online"]
+__all__ = ["DQN", "DQNConfig", "MDPO", "MDPOConfig", "MDPOOff", "MDPOOffConfig", "PPO", "PPOConfig", "SAC",
+           "SACConfig", "TD3", "TD3Config", "load_policy", "save_policy", "train_online"]

@@ -11,10 +11,19 @@ A: GAE(gamma, lambda), standardized over the batch. One step from theta_k is a p
 after the policy steps, `value_epochs` passes of minibatches (the official: 5 x 128), by its own Adam
 (the two optimizers see disjoint gradients, so neither moves the other's network).
 Rollouts, GAE and the networks are PPO's (`rl/ppo.py`).
+
+Off-policy MDPO (`MDPOOff`, the paper's §5, `mdpo_off/mdpo.py`) is SAC with the actor loss
+    E_{s~D, xi}[ (1/t) (log pi_theta(a|s) - log pi_k(a|s)) + lam log pi_k(a|s) - Q(s, a) ],  a = a_theta(s, xi)
+pi_k a frozen copy refreshed every `refresh_every` gradient steps (the official `gradient_steps`, 1000),
+log pi_k evaluated at the new reparameterized action (its gradient flows through the action too), 1/t
+held at `kl_weight` (the official `klconst` 1.0), lam = 0.2 fixed; anchoring at the uniform policy instead
+of pi_k gives SAC's actor loss back. Ours: SAC-v2's critics (twin Q, soft target with lam, no V network),
+where the official code uses SAC-v1's V network.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +36,7 @@ from policylab.core.config import param
 from policylab.core.nn import adam
 from policylab.rl.ppo import PPO, PPOConfig
 from policylab.rl.returns import gae
+from policylab.rl.sac import SAC, SACConfig
 
 
 @dataclass(frozen=True)
@@ -99,3 +109,42 @@ class MDPO(PPO):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.value_optimizer.load_state_dict(state["value_optimizer"])
+
+
+@dataclass(frozen=True)
+class MDPOOffConfig(SACConfig):
+    init_alpha: float = param(0.2, gt=0)
+    """lam: the fixed entropy coefficient (official `lam` 0.2)."""
+    autotune: bool = False
+    kl_weight: float = param(1.0, gt=0)
+    """1/t, held constant (official `klconst`)."""
+    refresh_every: int = param(1000, gt=0)
+    """Gradient steps between copies of the anchor policy pi_k."""
+
+
+class MDPOOff(SAC):
+    name = "mdpo_off"
+
+    def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: MDPOOffConfig,
+                 total_updates: int | None = None):
+        super().__init__(obs_space, act_space, cfg, total_updates)
+        self.anchor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.steps = 0
+
+    def actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.steps % self.cfg.refresh_every == 0:
+            self.anchor.load_state_dict(self.actor.state_dict())
+        self.steps += 1
+        pi_actions, logp, pre_tanh = self.head(self.actor(obs), with_pre_tanh=True)
+        anchor_logp = self.head.log_prob(self.anchor(obs), pre_tanh)
+        q_pi = self.q_values(self.critic, obs, pi_actions).min(0).values
+        loss = self.cfg.kl_weight * (logp - anchor_logp) + alpha * anchor_logp - q_pi
+        return loss.mean(), logp
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "anchor": self.anchor.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.anchor.load_state_dict(state["anchor"])
+        self.steps = state["steps"]

@@ -78,11 +78,9 @@ class SAC:
         critic_loss.backward()
         self.critic_opt.step()
 
-        pi_actions, logp = self.sample(obs)
         self.critic.requires_grad_(False)  # the actor loss must not leave gradients in the critics
-        q_pi = self.q_values(self.critic, obs, pi_actions).min(0).values
+        actor_loss, logp = self.actor_loss(obs, alpha)
         self.critic.requires_grad_(True)
-        actor_loss = (alpha * logp - q_pi).mean()  # eq. 7
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
@@ -98,6 +96,12 @@ class SAC:
         return {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(),
                 "loss/alpha": alpha_loss.detach(), "alpha": alpha, "q": q.detach().mean(),
                 "entropy": -logp.detach().mean()}
+
+    def actor_loss(self, obs: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E[alpha log pi(a|s) - min Q(s, a)] with a reparameterized, the sampled log-probs): eq. 7."""
+        pi_actions, logp = self.sample(obs)
+        q_pi = self.q_values(self.critic, obs, pi_actions).min(0).values
+        return (alpha * logp - q_pi).mean(), logp
 
     def state_dict(self) -> dict[str, Any]:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
