@@ -10,7 +10,8 @@ first run:
   of 64; MDPO: m = 10 full-batch steps, KL(pi_theta || pi_k) (the official code), value 5 epochs of 128;
 - ablations on CartPole: m = 1, and KL(pi_k || pi_theta);
 - off-policy MDPO (lam 0.2, 1/t = 1, anchor refreshed every 1000 steps) against SAC (auto-tuned
-  temperature) on Pendulum-v1, 20k steps, both on SAC's replay settings (5k random warm-up steps);
+  temperature) on Pendulum-v1, 20k steps, both on SAC's replay settings (5k random warm-up steps) with
+  2 x 64 networks (a first launch at SAC's 2 x 256 was stopped before any result: it would not fit 15 min);
   "on par or better": the same reading as above;
 - metric: final evaluation return (10 deterministic episodes); 5 seeds. MDPO vs PPO claims "matches or
   beats": **not reproduced** means clearly worse, inconclusive means no detectable difference.
@@ -36,7 +37,8 @@ ARMS = {"ppo.cartpole": (PPO, PPO_CFG, "cartpole"), "mdpo.cartpole": (MDPO, MDPO
         "mdpo_m1.cartpole": (MDPO, replace(MDPO_CFG, sgd_steps=1), "cartpole"),
         "mdpo_forward_kl.cartpole": (MDPO, replace(MDPO_CFG, kl_direction="forward"), "cartpole"),
         "ppo.ip": (PPO, PPO_CFG, "ip"), "mdpo.ip": (MDPO, MDPO_CFG, "ip"),
-        "sac.pendulum": (SAC, SACConfig(), "pendulum"), "mdpo_off.pendulum": (MDPOOff, MDPOOffConfig(), "pendulum")}
+        "sac.pendulum": (SAC, SACConfig(hidden=(64, 64)), "pendulum"),
+        "mdpo_off.pendulum": (MDPOOff, MDPOOffConfig(hidden=(64, 64)), "pendulum")}
 STEPS = {"quick": {"cartpole": 4096, "ip": 4096, "pendulum": 1200},
          "full": {"cartpole": 100_000, "ip": 100_000, "pendulum": 20_000}}
 
