@@ -12,8 +12,11 @@ GROUPS = ("constant", "rectangle", "digit", "noise")
 def complexity_images(per_group: int, seed: int, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """(images [4 per_group, 64], group index [4 per_group]); the digits of `split` ('train' the first
     1400 of the 1797, 'test' the rest) are drawn with the seed, the other groups generated from it."""
-    from sklearn.datasets import load_digits
-
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise ImportError("the digit images need scikit-learn (its bundled 8 x 8 digits): "
+                          "pip install 'policylab[vision]'") from err
     if split not in ("train", "test"):
         raise ValueError(f"split = {split!r} is not allowed: 'train' or 'test'")
     rng = np.random.default_rng(seed)
