@@ -19,6 +19,7 @@ from torch import nn
 
 from policylab.core.config import Config, param
 from policylab.core.nn import adam, mlp
+from policylab.core.run import progress_bar
 
 
 @dataclass(frozen=True)
@@ -76,16 +77,20 @@ class DiffusionPolicy(nn.Module):
         return a
 
 
-def fit_diffusion_policy(obs: torch.Tensor, actions: torch.Tensor, cfg: DiffusionConfig, seed: int
-                         ) -> tuple[DiffusionPolicy, dict[str, float]]:
+def fit_diffusion_policy(obs: torch.Tensor, actions: torch.Tensor, cfg: DiffusionConfig, seed: int,
+                         progress: bool | None = None) -> tuple[DiffusionPolicy, dict[str, float]]:
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     policy = DiffusionPolicy(obs.shape[1], actions.shape[1], cfg)
     opt = adam(policy.parameters(), cfg.lr)
-    for _ in range(cfg.train_steps):
-        rows = torch.randint(len(obs), (cfg.batch_size,), generator=generator)
-        loss = policy.loss(obs[rows], actions[rows], generator)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    with progress_bar(progress) as bar:
+        task = bar.add_task("behaviour policy", total=cfg.train_steps, rate="")
+        for step in range(1, cfg.train_steps + 1):
+            rows = torch.randint(len(obs), (cfg.batch_size,), generator=generator)
+            loss = policy.loss(obs[rows], actions[rows], generator)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if step % 100 == 0 or step == cfg.train_steps:
+                bar.update(task, completed=step)
     return policy, {"behaviour/loss": float(loss.detach())}

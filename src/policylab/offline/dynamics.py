@@ -23,6 +23,7 @@ from torch import nn
 from policylab.core.config import Config, param
 from policylab.core.errors import ConfigError
 from policylab.core.nn import EnsembleMLP
+from policylab.core.run import progress_bar
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ class DynamicsEnsemble(nn.Module):
 
 
 def fit_dynamics(obs: torch.Tensor, actions: torch.Tensor, next_obs: torch.Tensor, rewards: torch.Tensor,
-                 cfg: DynamicsConfig, seed: int) -> tuple[DynamicsEnsemble, dict[str, float]]:
+                 cfg: DynamicsConfig, seed: int, progress: bool | None = None
+                 ) -> tuple[DynamicsEnsemble, dict[str, float]]:
     """Train with hold-out early stopping; returns the model (best weights per member, elites chosen)."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -109,26 +111,29 @@ def fit_dynamics(obs: torch.Tensor, actions: torch.Tensor, next_obs: torch.Tenso
     snapshots = [copy.deepcopy(model.net.state_dict()) for _ in range(cfg.ensemble)]
     steps = cfg.epoch_steps or max(len(train) // cfg.batch_size, 1)
     stale, epochs = 0, 0
-    while epochs < cfg.max_epochs:
-        epochs += 1
-        for _ in range(steps):
-            rows = train[torch.randint(len(train), (cfg.ensemble, cfg.batch_size), generator=generator)]
-            loss = model.nll(obs[rows], actions[rows], target[rows]) + model.decay()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        mse = model.member_mse(obs[hold], actions[hold], target[hold])
-        improved = (best - mse) / best > 0.01
-        if improved.any():
-            state = model.net.state_dict()
-            for e in torch.nonzero(improved).flatten().tolist():
-                snapshots[e] = {k: v.clone() for k, v in state.items()}
-            best = torch.where(improved, mse, best)
-            stale = 0
-        else:
-            stale += 1
-            if stale >= cfg.patience:
-                break
+    with progress_bar(progress) as bar:
+        task = bar.add_task("dynamics epochs", total=cfg.max_epochs, rate="")
+        while epochs < cfg.max_epochs:
+            epochs += 1
+            bar.update(task, completed=epochs, rate=f"hold-out {float(best.mean()):.4g}")
+            for _ in range(steps):
+                rows = train[torch.randint(len(train), (cfg.ensemble, cfg.batch_size), generator=generator)]
+                loss = model.nll(obs[rows], actions[rows], target[rows]) + model.decay()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            mse = model.member_mse(obs[hold], actions[hold], target[hold])
+            improved = (best - mse) / best > 0.01
+            if improved.any():
+                state = model.net.state_dict()
+                for e in torch.nonzero(improved).flatten().tolist():
+                    snapshots[e] = {k: v.clone() for k, v in state.items()}
+                best = torch.where(improved, mse, best)
+                stale = 0
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
     # each member's best weights: one stacked state, member e from snapshot e
     merged = {k: torch.stack([snapshots[e][k][e] for e in range(cfg.ensemble)]) for k in snapshots[0]}
     model.net.load_state_dict(merged)

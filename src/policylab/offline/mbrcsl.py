@@ -31,6 +31,7 @@ import torch
 from policylab.core.atomic import atomic_write_json
 from policylab.core.config import Config, param, save_config
 from policylab.core.errors import ConfigError
+from policylab.core.run import progress_bar
 from policylab.data import OfflineData
 from policylab.offline.diffusion import DiffusionConfig, DiffusionPolicy, fit_diffusion_policy
 from policylab.offline.dynamics import DynamicsConfig, DynamicsEnsemble, fit_dynamics
@@ -107,7 +108,8 @@ def model_rollouts(dynamics: DynamicsEnsemble, behaviour: DiffusionPolicy, start
             "rewards": torch.stack(rewards, 1), "disagreement": torch.stack(spread, 1)}
 
 
-def stitch(data: OfflineData, cfg: MBRCSLConfig, seed: int) -> tuple[OfflineData | None, dict[str, float]]:
+def stitch(data: OfflineData, cfg: MBRCSLConfig, seed: int, progress: bool | None = None
+           ) -> tuple[OfflineData | None, dict[str, float]]:
     """Steps 1-3: the kept rollouts as a dataset in env units (None when none beat the data), and metrics."""
     if data.discrete:
         raise ConfigError(f"mbrcsl needs continuous actions; dataset {data.metadata.get('name', '?')!r} has "
@@ -119,8 +121,8 @@ def stitch(data: OfflineData, cfg: MBRCSLConfig, seed: int) -> tuple[OfflineData
     unit = prepared.data
     varying = torch.nonzero(data.observations.std(0) > 0).flatten()  # a constant goal is not dynamics
     dynamics, metrics = fit_dynamics(unit.observations[:, varying], unit.actions, unit.next_observations[:, varying],
-                                     unit.rewards, cfg.dynamics(), seed)
-    behaviour, more = fit_diffusion_policy(unit.observations, unit.actions, cfg.behaviour(), seed)
+                                     unit.rewards, cfg.dynamics(), seed, progress)
+    behaviour, more = fit_diffusion_policy(unit.observations, unit.actions, cfg.behaviour(), seed, progress)
     metrics.update(more)
     best_data_return = float(data.episode_returns().max())
     lengths = data.episode_starts[1:] - data.episode_starts[:-1]
@@ -133,20 +135,23 @@ def stitch(data: OfflineData, cfg: MBRCSLConfig, seed: int) -> tuple[OfflineData
     generator = torch.Generator().manual_seed(seed)
     kept: dict[str, list[torch.Tensor]] = {"observations": [], "actions": [], "rewards": [], "disagreement": []}
     count, batches, left, model_returns = 0, 0, 0, []
-    while count < cfg.keep and batches < cfg.max_rollout_batches:
-        rows = torch.randint(len(starts), (cfg.rollout_batch,), generator=generator)
-        batch = model_rollouts(dynamics, behaviour, starts[rows], horizon, generator, varying)
-        inside = ((batch["observations"] >= low) & (batch["observations"] <= high)).all(-1).all(-1)
-        if cfg.support_margin is None:
-            inside = torch.ones_like(inside)
-        returns = batch["rewards"].sum(1)
-        model_returns.append(returns[inside])
-        left += int((~inside).sum())
-        good = inside & (returns > best_data_return)
-        for key in kept:
-            kept[key].append(batch[key][good])
-        count += int(good.sum())
-        batches += 1
+    with progress_bar(progress) as bar:
+        task = bar.add_task("model rollouts (kept)", total=cfg.keep, rate="")
+        while count < cfg.keep and batches < cfg.max_rollout_batches:
+            rows = torch.randint(len(starts), (cfg.rollout_batch,), generator=generator)
+            batch = model_rollouts(dynamics, behaviour, starts[rows], horizon, generator, varying)
+            inside = ((batch["observations"] >= low) & (batch["observations"] <= high)).all(-1).all(-1)
+            if cfg.support_margin is None:
+                inside = torch.ones_like(inside)
+            returns = batch["rewards"].sum(1)
+            model_returns.append(returns[inside])
+            left += int((~inside).sum())
+            good = inside & (returns > best_data_return)
+            for key in kept:
+                kept[key].append(batch[key][good])
+            count += int(good.sum())
+            batches += 1
+            bar.update(task, completed=min(count, cfg.keep), rate=f"{batches} batches")
     all_returns = torch.cat(model_returns)
     if len(all_returns) == 0:
         all_returns = torch.full((1,), float("nan"))
@@ -183,7 +188,7 @@ def train_mbrcsl(cfg: MBRCSLConfig, *, env_id: Any, seed: int = 0, steps: int = 
                  ) -> dict[str, Any]:
     """Stitch with the model, then `steps` RCSL gradient steps on the kept rollouts (on the data if none)."""
     data = open_data(env_id)
-    rollouts, metrics = stitch(data, cfg, seed)
+    rollouts, metrics = stitch(data, cfg, seed, train_kwargs.get("progress"))
     metrics["mbrcsl/fallback"] = float(rollouts is None)
     summary = train_offline(RCSL, cfg.rcsl(), env_id=rollouts if rollouts is not None else data, seed=seed,
                             steps=steps, **train_kwargs)

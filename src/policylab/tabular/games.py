@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from policylab.core.errors import ConfigError, PolicylabError
-from policylab.tabular.mdp import TabularMDP
+from policylab.tabular.mdp import TabularMDP, sample_rows
 from policylab.tabular.planning import mce_policy, policy_evaluation, soft_value_iteration
 
 
@@ -74,11 +74,8 @@ class MarkovGame:
         for t in range(length):
             s = states[:, t]
             for i in (0, 1):
-                cumulative = np.cumsum(pis[i][s], axis=-1)
-                actions[i, :, t] = np.minimum((rng.random(episodes)[:, None] > cumulative).sum(-1),
-                                              pis[i].shape[1] - 1)
-            cumulative = np.cumsum(P[s, actions[0, :, t], actions[1, :, t]], axis=-1)
-            states[:, t + 1] = np.minimum((rng.random(episodes)[:, None] > cumulative).sum(-1), self.num_states - 1)
+                actions[i, :, t] = sample_rows(pis[i][s], rng)
+            states[:, t + 1] = sample_rows(P[s, actions[0, :, t], actions[1, :, t]], rng)
         return {"states": states, "actions": actions}
 
 

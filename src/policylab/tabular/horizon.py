@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from policylab.core.errors import ConfigError
-from policylab.tabular.mdp import FiniteSpaces
+from policylab.tabular.mdp import FiniteSpaces, sample_rows
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,7 @@ class FiniteHorizonMDP(FiniteSpaces):
     def step(self, t: int, states: np.ndarray, actions: np.ndarray, rng: np.random.Generator
              ) -> tuple[np.ndarray, np.ndarray]:
         """Vectorized: next states drawn from P[s, a] and the rewards R_t[s, a]."""
-        cumulative = np.cumsum(self.transitions.numpy()[states, actions], axis=-1)
-        draws = rng.random(len(states))[:, None]
-        nxt = np.minimum((draws > cumulative).sum(-1), self.num_states - 1)
+        nxt = sample_rows(self.transitions.numpy()[states, actions], rng)
         return nxt, self.rewards.numpy()[t, states, actions]
 
     def shaped(self, potentials: torch.Tensor) -> FiniteHorizonMDP:

@@ -14,6 +14,13 @@ import torch
 from policylab.core.errors import ConfigError
 
 
+def sample_rows(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One index per row of `probabilities` [n, k] (inverse-CDF with one uniform draw per row)."""
+    cumulative = np.cumsum(probabilities, axis=-1)
+    draws = rng.random(len(probabilities))[:, None]
+    return np.minimum((draws > cumulative).sum(-1), probabilities.shape[-1] - 1)
+
+
 class FiniteSpaces:
     """Sizes read off a `transitions` tensor P[s, a, s']."""
 
