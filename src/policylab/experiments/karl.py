@@ -21,7 +21,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import torch
 
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
@@ -55,7 +54,6 @@ def measure(seed: int, budget: str, relabel: str) -> dict[str, np.ndarray | floa
 
 
 def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
-    torch.set_num_threads(1)
     kind, _, target = arm.partition(".")
     m = measure(seed, budget, "minimal" if kind == "karl_minimal" else "achieved")
     if kind == "time":
