@@ -124,16 +124,23 @@ class TanhGaussianHead(nn.Module):
                 ) -> tuple[torch.Tensor, ...]:
         """Return (action in [-1, 1], log-prob summed over action dims[, the pre-tanh sample])."""
         mean, log_std = params.chunk(2, dim=-1)
-        std = log_std.clamp(self.log_std_min, self.log_std_max).exp()
+        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        std = log_std.exp()
         pre_tanh = mean if deterministic else mean + std * torch.randn_like(mean)
-        out = torch.tanh(pre_tanh), self.log_prob(params, pre_tanh)
+        out = torch.tanh(pre_tanh), self._log_prob(mean, log_std, std, pre_tanh)
         return (*out, pre_tanh) if with_pre_tanh else out
 
     def log_prob(self, params: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
         """log pi(tanh(u)) for the pre-tanh value u under the distribution `params` (any policy's)."""
         mean, log_std = params.chunk(2, dim=-1)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
-        normal_log_prob = (-0.5 * ((pre_tanh - mean) / log_std.exp()) ** 2 - log_std
+        return self._log_prob(mean, log_std, log_std.exp(), pre_tanh)
+
+    @staticmethod
+    def _log_prob(mean: torch.Tensor, log_std: torch.Tensor, std: torch.Tensor, pre_tanh: torch.Tensor
+                  ) -> torch.Tensor:
+        # one std tensor shared with the sample, as before log_prob existed: SAC / CQL runs stay bit-identical
+        normal_log_prob = (-0.5 * ((pre_tanh - mean) / std) ** 2 - log_std
                            - 0.5 * math.log(2 * math.pi)).sum(-1)
         # log|d tanh(u)/du| = 2 (log 2 - u - softplus(-2u)), the numerically stable form
         log_det = (2 * (math.log(2) - pre_tanh - F.softplus(-2 * pre_tanh))).sum(-1)
