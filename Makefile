@@ -14,7 +14,7 @@ $(PY):
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,bench,lm,hdf5,minari,maze,vision]"
+	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,bench,lm,hdf5,minari,maze,vision,brax]"
 	touch $@
 
 install: $(VENV)/.installed
