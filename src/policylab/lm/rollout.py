@@ -101,8 +101,11 @@ def score_generation(gen: Generation, problems: list[Problem], group_size: int, 
 class RolloutSource:
     """Batch source: prompts x G responses, scored and shaped, from a possibly stale behaviour policy."""
 
-    def __init__(self, task: Task | TaskMix, tokenizer: Tokenizer, cfg: Any, seed: int):
+    def __init__(self, task: Task | TaskMix, tokenizer: Tokenizer, cfg: Any, seed: int, reward_model: Any = None):
         self.task, self.tokenizer, self.cfg = task, tokenizer, cfg
+        self.reward_model = reward_model
+        """When set, its `score(problems, responses)` replaces exact match as the reward (RLHF against a
+        learned reward); exact match and the dense score stay in the batch for evaluation."""
         self.rng = random.Random(seed)
         self.generator = torch.Generator(device=cfg.device).manual_seed(seed)
         self.sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
@@ -134,6 +137,9 @@ class RolloutSource:
         policy.train(was_training)
         self.samples += len(ids)
         batch = score_generation(gen, problems, G, self.task, self.tokenizer)
+        if self.reward_model is not None:
+            proxy = self.reward_model.score([p for p in problems for _ in range(G)], batch.texts)
+            batch = batch.with_rewards(proxy.to(batch.rewards.device, batch.rewards.dtype))
         for shaper in self.shapers:
             if not getattr(shaper, "filters_groups", False):
                 batch = shaper(batch, self.cfg)
@@ -148,6 +154,8 @@ class RolloutSource:
             batch = self._rollout(behaviour, want)
             generated += batch.num_groups
             raw_correct += float(batch.exact.sum())
+            if self.reward_model is not None:
+                self._stats.setdefault("rollout/proxy_reward", []).append(float(batch.rewards.mean()))
             raw_rows += batch.exact.numel()
             for shaper in filters:
                 batch = shaper(batch, self.cfg)

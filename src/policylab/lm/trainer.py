@@ -197,8 +197,13 @@ def check_context(task: Any, tokenizer: Any, policy: CausalPolicy, cfg: RLVRConf
 
 def train_rlvr(cfg: RLVRConfig, *, env_id: str = "mix", seed: int = 0, steps: int = 200, run: RunDir | None = None,
                max_seconds: float | None = None, progress: bool | None = None, evals: int = 10,
-               checkpoints: int = 10, callbacks: tuple[Callable, ...] = (), name: str = "rlvr") -> dict[str, Any]:
-    """Train on a task (or mix) for `steps` updates from `cfg.base_model`; held-out eval `evals` times."""
+               checkpoints: int = 10, callbacks: tuple[Callable, ...] = (), name: str = "rlvr",
+               reward_model: Any = None, extra_eval: Callable[[RLVR], dict[str, float]] | None = None
+               ) -> dict[str, Any]:
+    """Train on a task (or mix) for `steps` updates from `cfg.base_model`; held-out eval `evals` times.
+
+    `reward_model` (anything with `score(problems, responses)`) replaces exact match as the reward;
+    `extra_eval(algo)` adds metrics to every evaluation (gold score, KL from the base, ...)."""
     if steps <= 0:
         raise ConfigError(f"steps = {steps} is not allowed: must be > 0 updates")
     task = get_task(env_id)
@@ -208,10 +213,14 @@ def train_rlvr(cfg: RLVRConfig, *, env_id: str = "mix", seed: int = 0, steps: in
     check_context(task, tokenizer, policy, cfg)
     reference = copy.deepcopy(policy).eval() if cfg.kl_coef > 0 else None
     algo = RLVR(policy, cfg, reference, name)
-    source = RolloutSource(task, tokenizer, cfg, seed)
+    source = RolloutSource(task, tokenizer, cfg, seed, reward_model)
     test = distinct_problems(task, cfg.eval_prompts, "test", seed=TEST_SET_SEED)
-    evaluate = lambda a: evaluate_lm(a.policy, tokenizer, task, test, cfg.max_new_tokens, ks=cfg.eval_ks,
-                                     seed=TEST_SET_SEED + seed)
+
+    def evaluate(a: RLVR) -> dict[str, float]:
+        result = evaluate_lm(a.policy, tokenizer, task, test, cfg.max_new_tokens, ks=cfg.eval_ks,
+                             seed=TEST_SET_SEED + seed)
+        return {**result, **(extra_eval(a) if extra_eval is not None else {})}
+
     initial = evaluate(algo)
     if run is not None:
         run.save_config(cfg, algo=name, task=env_id, seed=seed, steps=steps,
