@@ -200,3 +200,21 @@ def test_rlvr_against_a_reward_model_uses_its_scores(base_models):
     assert torch.equal(batch.exact, VerifierReward(get_task("gcd")).score(
         [p for p in batch.problems for _ in range(4)], batch.texts) * (~batch.truncated).float())
     assert "rollout/proxy_reward" in source.metrics()
+
+
+def test_reward_from_demonstrations_scores_demonstrations_above_samples(trunk):
+    from policylab.lm.preference.irl_llm import evaluate_reward, reward_from_demonstrations
+
+    tok = CharTokenizer()
+    train, test = length_pairs(200, seed=0), length_pairs(100, seed=1)
+    policy_samples = Samples(train.problems, [[r] for r in train.rejected], [[False]] * len(train))
+    model = reward_from_demonstrations(trunk, tok, train.problems, train.chosen, policy_samples,
+                                       RewardFitConfig(epochs=30), seed=0)
+    assert pair_accuracy(model, test) > 0.9  # demonstrations (short) over samples (long) on new prompts
+    test_samples = Samples(test.problems[:50], [[c, r] for c, r in zip(test.chosen[:50], test.rejected[:50])],
+                           [[False, False]] * 50)
+    result = evaluate_reward(model, GoldReward(get_task("gcd")), test, test_samples, best_of=(1, 2))
+    assert result["best_of_2_gold"] > result["best_of_1_gold"]  # picking the short answer pays under gold
+    assert set(result) >= {"pair_accuracy", "pearson", "spearman", "spearman_within"}
+    with pytest.raises(ConfigError, match="demonstrations and policy samples"):
+        reward_from_demonstrations(trunk, tok, [], [], policy_samples)

@@ -8,6 +8,7 @@ from policylab.experiments import (  # noqa: F401
     bnpo,
     cdsa,
     ild,
+    irl_llm,
     irl_misspec,
     karl,
     lite_ppo,

@@ -15,7 +15,8 @@ uncertainty weighted (UWO, mean - lambda * variance over members).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -84,12 +85,17 @@ def sequence_features(trunk: CausalPolicy, tokenizer: Tokenizer, problems: Seque
 @dataclass(frozen=True)
 class RewardFitConfig(Config):
     epochs: int = param(20, gt=0)
+    steps: int | None = param(None, gt=0)
+    """Gradient steps in all (overrides `epochs`): the same optimization budget for any data size."""
     batch_size: int = param(64, gt=0)
     lr: float = param(1e-3, gt=0)
     score_l2: float = param(1e-3, ge=0)
     """Coste et al.'s L2 on the scores, which pins their offset."""
     hidden: tuple[int, ...] = (64,)
     """The head's hidden widths (embedding model)."""
+
+
+DEFAULT_FIT = RewardFitConfig()
 
 
 class LearnedRewardModel(nn.Module):
@@ -118,40 +124,54 @@ class LearnedRewardModel(nn.Module):
         self.train(was_training)
         return (out - self.shift) / self.scale
 
-    def fit(self, pairs: PreferencePairs, cfg: RewardFitConfig = RewardFitConfig(), seed: int = 0) -> list[float]:
+    def fit(self, pairs: PreferencePairs, cfg: RewardFitConfig = DEFAULT_FIT, seed: int = 0) -> list[float]:
         """Bradley-Terry on the pairs' labels; returns the loss per epoch. Normalizes the scores afterwards."""
         if len(pairs) == 0:
             raise ConfigError("a reward model needs at least one preference pair to fit")
-        generator = torch.Generator().manual_seed(seed)
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=cfg.lr)
         cached = None
         if not self.trains_trunk:  # frozen features: compute once
             with torch.no_grad():
                 cached = (self.features(pairs.problems, pairs.chosen), self.features(pairs.problems, pairs.rejected))
+
+        def loss_of(part: torch.Tensor) -> torch.Tensor:
+            if cached is not None:
+                chosen, rejected = self.raw(cached[0][part]), self.raw(cached[1][part])
+            else:
+                sub = pairs.subset(part.tolist())
+                chosen = self.raw(self.features(sub.problems, sub.chosen))
+                rejected = self.raw(self.features(sub.problems, sub.rejected))
+            return bradley_terry_loss(chosen, rejected) + cfg.score_l2 * (chosen ** 2 + rejected ** 2).mean()
+
+        losses = self.optimize(len(pairs), loss_of, cfg, seed)
+        self.normalize_on(pairs.problems + pairs.problems, pairs.chosen + pairs.rejected)
+        return losses
+
+    def optimize(self, size: int, loss_of: Callable[[torch.Tensor], torch.Tensor], cfg: RewardFitConfig,
+                 seed: int) -> list[float]:
+        """Adam on `loss_of(index)` over shuffled minibatches of `size` items; the mean loss per epoch."""
+        generator = torch.Generator().manual_seed(seed)
+        optimizer = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=cfg.lr)
+        epochs = cfg.epochs if cfg.steps is None else math.ceil(cfg.steps / math.ceil(size / cfg.batch_size))
         losses = []
         self.train()
-        for _ in range(cfg.epochs):
-            total, count = 0.0, 0
-            for part in torch.randperm(len(pairs), generator=generator).split(cfg.batch_size):
-                if cached is not None:
-                    chosen, rejected = self.raw(cached[0][part]), self.raw(cached[1][part])
-                else:
-                    sub = pairs.subset(part.tolist())
-                    chosen = self.raw(self.features(sub.problems, sub.chosen))
-                    rejected = self.raw(self.features(sub.problems, sub.rejected))
-                loss = bradley_terry_loss(chosen, rejected) + cfg.score_l2 * (chosen ** 2 + rejected ** 2).mean()
+        for _ in range(epochs):
+            total = 0.0
+            for part in torch.randperm(size, generator=generator).split(cfg.batch_size):
+                loss = loss_of(part)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total, count = total + float(loss.detach()) * len(part), count + len(part)
-            losses.append(total / count)
+                total += float(loss.detach()) * len(part)
+            losses.append(total / size)
+        return losses
+
+    def normalize_on(self, problems: Sequence[Problem], responses: Sequence[str]) -> None:
+        """Shift and scale the scores to mean 0 and std 1 over these responses."""
         self.shift.zero_()
         self.scale.fill_(1.0)
-        scores = torch.cat([self.score(pairs.problems, pairs.chosen), self.score(pairs.problems, pairs.rejected)])
+        scores = self.score(problems, responses)
         self.shift.fill_(float(scores.mean()))
         self.scale.fill_(float(scores.std().clamp(min=1e-6)) if len(scores) > 1 else 1.0)
-        return losses
 
 
 class EmbeddingRewardModel(LearnedRewardModel):
