@@ -21,6 +21,7 @@ from policylab.lm.preference import (
     Samples,
     TransformerRewardModel,
     VerifierReward,
+    best_of_n_curve,
     best_of_n_value,
     best_of_n_weights,
     bradley_terry_label,
@@ -218,3 +219,21 @@ def test_reward_from_demonstrations_scores_demonstrations_above_samples(trunk):
     assert set(result) >= {"pair_accuracy", "pearson", "spearman", "spearman_within"}
     with pytest.raises(ConfigError, match="demonstrations and policy samples"):
         reward_from_demonstrations(trunk, tok, [], [], policy_samples)
+
+
+def test_ensemble_members_share_one_frozen_trunk_and_score_as_individuals(trunk):
+    from policylab.lm.preference import train_members
+
+    tok = CharTokenizer()
+    pairs, test = length_pairs(120, seed=0), length_pairs(40, seed=1)
+    members = train_members(trunk, tok, pairs, k=3, cfg=RewardFitConfig(epochs=5), seed=1)
+    assert all(m.trunk is members[0].trunk for m in members) and members[0].trunk is not trunk
+    ensemble = RewardEnsemble(members, "wco")
+    shared = ensemble.member_scores(test.problems, test.chosen)
+    alone = torch.stack([m.score(test.problems, test.chosen) for m in members])
+    assert torch.allclose(shared, alone, atol=1e-5)
+    assert not torch.allclose(alone[0], alone[1])  # seeds differ, so members differ
+    pool = Samples(test.problems[:10], [[c, r] for c, r in zip(test.chosen[:10], test.rejected[:10])],
+                   [[False, False]] * 10)
+    curve = best_of_n_curve(ensemble, GoldReward(get_task("gcd")), pool, [1, 2])
+    assert [c["kl"] for c in curve] == [0.0, kl_best_of_n(2)] and curve[1]["proxy"] >= curve[0]["proxy"]

@@ -22,6 +22,7 @@ from policylab.experiments import (  # noqa: F401
     policy_cliff,
     quickstart,
     rec,
+    rm_ensemble,
     selftest,
     sqirl,
     ssorl,

@@ -1,17 +1,15 @@
-"""Preferences, reward models and inverse RL for language models: the shared parts.
+"""Preferences, reward models and inverse RL for language models.
 
-`gold` (a synthetic gold reward), `data` (policy samples, Bradley-Terry labelled pairs with label
-noise), `reward_model` (the `RewardModel` protocol, verifier / embedding / transformer reward models,
-ensembles, evaluation) and `best_of_n` (the unbiased best-of-n estimator and its KL). RL against a
-reward model reuses the RLVR engine: `train_rlvr(..., reward_model=rm)`.
-"""
+Shared parts: `gold` (a synthetic gold reward), `data` (policy samples, Bradley-Terry labelled pairs with
+label noise), `reward_model` (the `RewardModel` protocol, verifier / embedding / transformer reward
+models, evaluation), `best_of_n` (the unbiased best-of-n estimator and its KL). Methods: `irl_llm`,
+`rm_ensemble`. RL against a reward model reuses the RLVR engine: `train_rlvr(..., reward_model=rm)`."""
 
 from policylab.lm.preference.best_of_n import best_of_n_value, best_of_n_weights, kl_best_of_n
 from policylab.lm.preference.data import PreferencePairs, Samples, bradley_terry_label, label_pairs, sample_responses
 from policylab.lm.preference.gold import GoldConfig, GoldReward
 from policylab.lm.preference.reward_model import (
     EmbeddingRewardModel,
-    RewardEnsemble,
     RewardFitConfig,
     RewardModel,
     TransformerRewardModel,
@@ -21,8 +19,9 @@ from policylab.lm.preference.reward_model import (
     pair_accuracy,
     sequence_features,
 )
+from policylab.lm.preference.rm_ensemble import RewardEnsemble, best_of_n_curve, train_members
 
 __all__ = ["EmbeddingRewardModel", "GoldConfig", "GoldReward", "PreferencePairs", "RewardEnsemble", "RewardFitConfig",
-           "RewardModel", "Samples", "TransformerRewardModel", "VerifierReward", "best_of_n_value", "best_of_n_weights",
-           "bradley_terry_label", "bradley_terry_loss", "gold_correlation", "kl_best_of_n", "label_pairs",
-           "pair_accuracy", "sample_responses", "sequence_features"]
+           "RewardModel", "Samples", "TransformerRewardModel", "VerifierReward", "best_of_n_curve", "best_of_n_value",
+           "best_of_n_weights", "bradley_terry_label", "bradley_terry_loss", "gold_correlation", "kl_best_of_n",
+           "label_pairs", "pair_accuracy", "sample_responses", "sequence_features", "train_members"]

@@ -7,9 +7,8 @@ A reward model maps (problem, response) pairs to scalars: `score(problems, respo
 - `TransformerRewardModel`: a scalar head on a tiny transformer that is fine-tuned with it.
 Both learned models are fit by Bradley-Terry, -log sigmoid(r(x, y_w) - r(x, y_l)) plus a small L2 on
 the scores (Coste et al.'s config, 0.001), then normalized to mean 0 and std 1 over the responses
-they were fit on, so that ensemble members are on one scale before a min or a variance.
-`RewardEnsemble` combines members (Coste et al. 2024): mean, worst case (WCO, the minimum) or
-uncertainty weighted (UWO, mean - lambda * variance over members).
+they were fit on, so that ensemble members are on one scale before a min or a variance
+(`rm_ensemble.RewardEnsemble`).
 """
 
 from __future__ import annotations
@@ -33,8 +32,6 @@ from policylab.lm.policy import CausalPolicy, position_ids_from_mask
 from policylab.lm.preference.data import PreferencePairs
 from policylab.lm.pretrain import teacher_forced_batch
 from policylab.lm.tasks import Problem, Task, TaskMix, Tokenizer
-
-ENSEMBLE_OBJECTIVES = ("mean", "wco", "uwo")
 
 
 class RewardModel(Protocol):
@@ -116,13 +113,25 @@ class LearnedRewardModel(nn.Module):
         return self.head(features).squeeze(-1)
 
     @torch.no_grad()
-    def score(self, problems: Sequence[Problem], responses: Sequence[str], chunk: int = 512) -> torch.Tensor:
+    def all_features(self, problems: Sequence[Problem], responses: Sequence[str], chunk: int = 512) -> torch.Tensor:
+        return torch.cat([self.features(problems[i:i + chunk], responses[i:i + chunk])
+                          for i in range(0, len(responses), chunk)]) if len(responses) else torch.zeros(0, 0)
+
+    @torch.no_grad()
+    def score_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Normalized scores from precomputed features (members sharing a frozen trunk share them)."""
         was_training = self.training
         self.eval()
-        out = torch.cat([self.raw(self.features(problems[i:i + chunk], responses[i:i + chunk]))
-                         for i in range(0, len(responses), chunk)]) if len(responses) else torch.zeros(0)
+        out = self.raw(features) if len(features) else torch.zeros(0)
         self.train(was_training)
         return (out - self.shift) / self.scale
+
+    def score(self, problems: Sequence[Problem], responses: Sequence[str]) -> torch.Tensor:
+        was_training = self.training
+        self.eval()  # the trunk's features in eval mode, as in scoring
+        features = self.all_features(problems, responses)
+        self.train(was_training)
+        return self.score_features(features)
 
     def fit(self, pairs: PreferencePairs, cfg: RewardFitConfig = DEFAULT_FIT, seed: int = 0) -> list[float]:
         """Bradley-Terry on the pairs' labels; returns the loss per epoch. Normalizes the scores afterwards."""
@@ -177,9 +186,12 @@ class LearnedRewardModel(nn.Module):
 class EmbeddingRewardModel(LearnedRewardModel):
     """An MLP head on the frozen features of a copy of `base` (which is left untouched)."""
 
-    def __init__(self, base: CausalPolicy, tokenizer: Tokenizer, hidden: tuple[int, ...] = (64,), seed: int = 0):
-        trunk = copy.deepcopy(base).eval()
-        trunk.requires_grad_(False)
+    def __init__(self, base: CausalPolicy, tokenizer: Tokenizer, hidden: tuple[int, ...] = (64,), seed: int = 0,
+                 share_base: bool = False):
+        """`share_base` uses `base` itself as the frozen trunk (it must stay frozen), so that ensemble
+        members built on one base compute its features once (`RewardEnsemble.member_scores`)."""
+        trunk = base if share_base else copy.deepcopy(base)
+        trunk.eval().requires_grad_(False)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             head = mlp(2 * feature_width(trunk) + 2, 1, hidden)
@@ -209,41 +221,6 @@ def feature_width(policy: CausalPolicy) -> int:
     if width is None:
         raise ConfigError(f"cannot read the hidden width of {type(policy).__name__} for a reward head")
     return int(width)
-
-
-class RewardEnsemble:
-    """Members' normalized scores combined by `objective`: mean, wco (min) or uwo (mean - weight * var).
-
-    `unbiased_variance` chooses 1 / (k - 1) (Coste et al.'s PPO code) over 1 / k (their best-of-n code).
-    """
-
-    def __init__(self, members: Sequence[RewardModel], objective: str = "mean", uwo_weight: float = 0.5,
-                 unbiased_variance: bool = False):
-        if objective not in ENSEMBLE_OBJECTIVES:
-            raise ConfigError(f"objective = {objective!r} is not allowed: one of {', '.join(ENSEMBLE_OBJECTIVES)}")
-        if not members:
-            raise ConfigError("a reward ensemble needs at least one member")
-        if uwo_weight < 0:
-            raise ConfigError(f"uwo_weight = {uwo_weight} is not allowed: must be >= 0")
-        self.members, self.objective = list(members), objective
-        self.uwo_weight, self.unbiased_variance = uwo_weight, unbiased_variance
-
-    def member_scores(self, problems: Sequence[Problem], responses: Sequence[str]) -> torch.Tensor:
-        """[k, B]."""
-        return torch.stack([m.score(problems, responses) for m in self.members])
-
-    def combine(self, scores: torch.Tensor) -> torch.Tensor:
-        """[k, B] member scores -> [B]."""
-        if self.objective == "mean":
-            return scores.mean(0)
-        if self.objective == "wco":
-            return scores.min(0).values
-        variance = scores.var(0, correction=1 if self.unbiased_variance else 0) if len(scores) > 1 else \
-            torch.zeros_like(scores[0])
-        return scores.mean(0) - self.uwo_weight * variance
-
-    def score(self, problems: Sequence[Problem], responses: Sequence[str]) -> torch.Tensor:
-        return self.combine(self.member_scores(problems, responses))
 
 
 def pair_accuracy(model: RewardModel, pairs: PreferencePairs) -> float:
