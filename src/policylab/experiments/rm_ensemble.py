@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import torch
 
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
@@ -80,15 +81,17 @@ def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
     pool = sample_responses(policy, tokenizer, test, b["pool"], 12, seed=TEST_SET_SEED)
     ns = [2 ** i for i in range(int(np.log2(b["pool"])) + 1)]
     extra: dict[str, float] = {}
+    pool_problems, pool_responses, _ = pool.flat()
+    features = members[0.0][0].all_features(pool_problems, pool_responses)  # every member's trunk is the base
     for noise, tag in ((0.0, "clean"), (NOISE, "noisy")):
         ensemble = ensemble_for(arm, members[noise], for_rl=False)
-        problems_flat, responses_flat, _ = pool.flat()
-        curve = best_of_n_curve(ensemble, gold, pool, ns, ensemble.member_scores(problems_flat, responses_flat))
+        scores = torch.stack([m.score_features(features) for m in ensemble.members])
+        curve = best_of_n_curve(ensemble, gold, pool, ns, scores)
         golds = [c["gold"] for c in curve]
         extra[f"bon_{tag}_gold"] = golds[-1]
         extra[f"bon_{tag}_drop"] = max(golds) - golds[-1]
         extra[f"bon_{tag}_proxy"] = curve[-1]["proxy"]
-    extra["bon_gold_n1"] = best_of_n_curve(ensemble, gold, pool, [1])[0]["gold"]
+    extra["bon_gold_n1"] = curve[0]["gold"]
 
     # (b) RL against the noisy-label proxy with a small KL penalty
     proxy = ensemble_for(arm, members[NOISE], for_rl=True)

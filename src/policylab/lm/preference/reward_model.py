@@ -133,14 +133,19 @@ class LearnedRewardModel(nn.Module):
         self.train(was_training)
         return self.score_features(features)
 
-    def fit(self, pairs: PreferencePairs, cfg: RewardFitConfig = DEFAULT_FIT, seed: int = 0) -> list[float]:
-        """Bradley-Terry on the pairs' labels; returns the loss per epoch. Normalizes the scores afterwards."""
+    def fit(self, pairs: PreferencePairs, cfg: RewardFitConfig = DEFAULT_FIT, seed: int = 0,
+            features: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[float]:
+        """Bradley-Terry on the pairs' labels; returns the loss per epoch. Normalizes the scores afterwards.
+
+        `features` (chosen, rejected) precomputed by this model's frozen trunk save recomputing them."""
         if len(pairs) == 0:
             raise ConfigError("a reward model needs at least one preference pair to fit")
-        cached = None
-        if not self.trains_trunk:  # frozen features: compute once
-            with torch.no_grad():
-                cached = (self.features(pairs.problems, pairs.chosen), self.features(pairs.problems, pairs.rejected))
+        if features is not None and self.trains_trunk:
+            raise ConfigError("precomputed features are for reward models with a frozen trunk")
+        cached = features
+        if cached is None and not self.trains_trunk:  # frozen features: compute once
+            cached = (self.all_features(pairs.problems, pairs.chosen),
+                      self.all_features(pairs.problems, pairs.rejected))
 
         def loss_of(part: torch.Tensor) -> torch.Tensor:
             if cached is not None:
@@ -152,7 +157,10 @@ class LearnedRewardModel(nn.Module):
             return bradley_terry_loss(chosen, rejected) + cfg.score_l2 * (chosen ** 2 + rejected ** 2).mean()
 
         losses = self.optimize(len(pairs), loss_of, cfg, seed)
-        self.normalize_on(pairs.problems + pairs.problems, pairs.chosen + pairs.rejected)
+        if cached is not None:
+            self.normalize_scores(self.score_features(torch.cat(cached)))
+        else:
+            self.normalize_on(pairs.problems + pairs.problems, pairs.chosen + pairs.rejected)
         return losses
 
     def optimize(self, size: int, loss_of: Callable[[torch.Tensor], torch.Tensor], cfg: RewardFitConfig,
@@ -178,9 +186,14 @@ class LearnedRewardModel(nn.Module):
         """Shift and scale the scores to mean 0 and std 1 over these responses."""
         self.shift.zero_()
         self.scale.fill_(1.0)
-        scores = self.score(problems, responses)
-        self.shift.fill_(float(scores.mean()))
-        self.scale.fill_(float(scores.std().clamp(min=1e-6)) if len(scores) > 1 else 1.0)
+        self.normalize_scores(self.score(problems, responses))
+
+    def normalize_scores(self, scores: torch.Tensor) -> None:
+        """Fold the mean and std of `scores` (this model's current scores of some responses) into the shift
+        and scale, so that those responses score mean 0 and std 1."""
+        scale = float(scores.std().clamp(min=1e-6)) if len(scores) > 1 else 1.0
+        self.shift.add_(self.scale * float(scores.mean()))
+        self.scale.mul_(scale)
 
 
 class EmbeddingRewardModel(LearnedRewardModel):

@@ -76,11 +76,11 @@ def train_members(base: CausalPolicy, tokenizer: Tokenizer, pairs: PreferencePai
     if k < 1:
         raise ConfigError(f"k = {k} is not allowed: an ensemble needs at least one member")
     trunk = EmbeddingRewardModel(base, tokenizer, cfg.hidden, seed).trunk  # one frozen copy for all members
-    members = []
-    for i in range(k):
-        member = EmbeddingRewardModel(trunk, tokenizer, cfg.hidden, seed * k + i, share_base=True)
-        member.fit(pairs, cfg, seed * k + i)
-        members.append(member)
+    members = [EmbeddingRewardModel(trunk, tokenizer, cfg.hidden, seed * k + i, share_base=True) for i in range(k)]
+    features = (members[0].all_features(pairs.problems, pairs.chosen),
+                members[0].all_features(pairs.problems, pairs.rejected))  # computed once for every member
+    for i, member in enumerate(members):
+        member.fit(pairs, cfg, seed * k + i, features)
     return members
 
 
