@@ -6,12 +6,14 @@ from policylab.core.algorithm import AlgorithmSpec
 from policylab.core.registry import ALGORITHMS
 from policylab.lm import policy_cliff  # noqa: F401  (registers the tied_gcd task, its base model, format_bonus)
 from policylab.lm.baselines import DAPOConfig, DrGRPOConfig, GRPOConfig, GSPOConfig
+from policylab.lm.iq_lm import IQLM, IQLMConfig, train_iq_lm
 from policylab.lm.lite_ppo import LitePPOConfig
 from policylab.lm.losses.bapo import BAPOConfig
 from policylab.lm.losses.bnpo import BNPOConfig
 from policylab.lm.losses.nft import NFTConfig, RFTConfig
 from policylab.lm.losses.rec import AsymREConfig, OPMDConfig, RECConfig
 from policylab.lm.losses.thr import THRConfig
+from policylab.lm.preference.dpo_q import DPO, DPOConfig, train_dpo
 from policylab.lm.trainer import RLVR, RLVRConfig, train_rlvr
 
 
@@ -33,6 +35,13 @@ _add("opmd", OPMDConfig, "group-relative REINFORCE + squared log-ratio regulariz
 _add("asymre", AsymREConfig, "group-relative REINFORCE with a shifted baseline (AsymRE)")
 _add("nft", NFTConfig, "negative-aware fine-tuning: likelihood of an implicit negative policy")
 _add("rft", RFTConfig, "rejection-sampling fine-tuning: likelihood of correct answers only")
+ALGORITHMS.add("dpo", AlgorithmSpec("dpo", DPOConfig, train_dpo, "DPO on gold-labelled pairs of the base model's own "
+                                    "samples (the r -> Q* analysis: policylab.lm.preference.dpo_q)", "lm", "mix", DPO,
+                                    default_steps=200))
+ALGORITHMS.add("iq_lm", AlgorithmSpec("iq_lm", IQLMConfig, train_iq_lm, "IQLearn for language: MLE + lambda x the "
+                                      "squared implicit reward (lambda = 0 is SFT)", "lm", "between", IQLM,
+                                      default_steps=IQLMConfig().max_steps))
 
-__all__ = ["RLVR", "AsymREConfig", "BAPOConfig", "BNPOConfig", "DAPOConfig", "DrGRPOConfig", "GRPOConfig", "GSPOConfig",
-           "LitePPOConfig", "NFTConfig", "OPMDConfig", "RECConfig", "RFTConfig", "RLVRConfig", "train_rlvr"]
+__all__ = ["DPO", "IQLM", "RLVR", "AsymREConfig", "BAPOConfig", "BNPOConfig", "DAPOConfig", "DPOConfig", "DrGRPOConfig",
+           "GRPOConfig", "GSPOConfig", "IQLMConfig", "LitePPOConfig", "NFTConfig", "OPMDConfig", "RECConfig",
+           "RFTConfig", "RLVRConfig", "train_dpo", "train_iq_lm", "train_rlvr"]

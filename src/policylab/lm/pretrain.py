@@ -111,19 +111,24 @@ class SFT:
         progress = min((self.updates - cfg.warmup) / max(cfg.max_steps - cfg.warmup, 1), 1.0)
         return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
-    def update(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        for group in self.optimizer.param_groups:
-            group["lr"] = self._lr()
+    def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The token-mean negative log-likelihood of the answers (subclasses change only this)."""
         out = self.policy.response_outputs(batch["input_ids"], batch["attention_mask"], batch["prompt_len"],
                                            want_entropy=False)
         mask = batch["response_mask"]
         loss = -(out.logprobs * mask).sum() / mask.sum()
+        return loss, {"loss/nll": loss.detach()}
+
+    def update(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr()
+        loss, metrics = self.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
         self.optimizer.step()
         self.updates += 1
-        return {"loss/nll": loss.detach(), "grad_norm": grad_norm}
+        return {**metrics, "grad_norm": grad_norm}
 
     def state_dict(self) -> dict[str, Any]:
         return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(), "updates": self.updates}
