@@ -17,13 +17,11 @@ tasks' answers and the base model's samples) is reported without a claim. Seeds:
 
 from __future__ import annotations
 
-import random
-
 from policylab.core.config import to_dict
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir
-from policylab.lm.preference import GoldReward, PreferencePairs, RewardFitConfig, label_pairs, sample_responses
+from policylab.lm.preference import GoldReward, RewardFitConfig, label_pairs, sample_responses, train_samples
 from policylab.lm.preference.irl_llm import evaluate_reward, reward_from_demonstrations, reward_from_preferences
 from policylab.lm.pretrain import load_policy
 from policylab.lm.tasks import distinct_problems, get_task
@@ -40,15 +38,6 @@ BUDGETS = {"quick": {"base_model": "tiny-gcd", "task": "gcd", "prompts": 100, "t
 ARMS = ("pairs_100", "pairs_400", "pairs_1600", "demonstrations")
 
 
-def preference_pool(policy, tokenizer, task, gold, prompts: int, seed: int) -> tuple[list, PreferencePairs]:
-    problems = distinct_problems(task, prompts, "train", seed=1000 + seed)
-    samples = sample_responses(policy, tokenizer, problems, SAMPLES_PER_PROMPT, 12, seed=seed)
-    pairs = label_pairs(samples, gold, PAIRS_PER_PROMPT, seed=seed, temperature=0.0)
-    order = list(range(len(pairs)))
-    random.Random(seed).shuffle(order)
-    return problems, pairs.subset(order), samples
-
-
 def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
     b = BUDGETS[budget]
     policy, tokenizer = load_policy(b["base_model"], progress=False)
@@ -58,7 +47,9 @@ def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
     test_problems = distinct_problems(task, b["test_prompts"], "test", seed=TEST_SET_SEED)
     test_samples = sample_responses(policy, tokenizer, test_problems, SAMPLES_PER_PROMPT, 12, seed=TEST_SET_SEED)
     test_pairs = label_pairs(test_samples, gold, PAIRS_PER_PROMPT, seed=TEST_SET_SEED, temperature=0.0)
-    problems, pool, samples = preference_pool(policy, tokenizer, task, gold, b["prompts"], seed)
+    samples = train_samples(policy, tokenizer, task, b["prompts"], seed, SAMPLES_PER_PROMPT)
+    problems = samples.problems
+    pool = label_pairs(samples, gold, PAIRS_PER_PROMPT, seed=seed, temperature=0.0).shuffled(seed)
     if arm == "demonstrations":
         size = b["sizes"]["pairs_1600"]
         demos = problems[:size] if len(problems) >= size else [problems[i % len(problems)] for i in range(size)]

@@ -26,8 +26,6 @@ Seeds: full 0, 1, 2; quick 0.
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import torch
 
@@ -35,7 +33,7 @@ from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir, read_metrics
 from policylab.lm.baselines import GRPOConfig
-from policylab.lm.preference import GoldReward, RewardFitConfig, label_pairs, sample_responses
+from policylab.lm.preference import GoldReward, RewardFitConfig, label_pairs, sample_responses, train_samples
 from policylab.lm.preference.rm_ensemble import RewardEnsemble, best_of_n_curve, train_members
 from policylab.lm.pretrain import load_policy
 from policylab.lm.tasks import distinct_problems, get_task
@@ -67,14 +65,12 @@ def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
     task = get_task(b["task"])
     gold = GoldReward(task)
     fit = RewardFitConfig(steps=b["fit_steps"], lr=FIT.lr, hidden=FIT.hidden)
-    problems = distinct_problems(task, b["prompts"], "train", seed=1000 + seed)
-    samples = sample_responses(policy, tokenizer, problems, 8, 12, seed=seed)
+    samples = train_samples(policy, tokenizer, task, b["prompts"], seed)
     members = {}
     for noise in (0.0, NOISE):
-        pairs = label_pairs(samples, gold, 4, seed=seed, temperature=0.0, noise=noise)
-        order = list(range(len(pairs)))
-        random.Random(seed).shuffle(order)
-        members[noise] = train_members(policy, tokenizer, pairs.subset(order[:b["pairs"]]), MEMBERS, fit, seed)
+        pairs = label_pairs(samples, gold, 4, seed=seed, temperature=0.0, noise=noise).shuffled(seed)
+        members[noise] = train_members(policy, tokenizer, pairs.subset(range(min(b["pairs"], len(pairs)))), MEMBERS,
+                                       fit, seed)
 
     # (a) best-of-n from one fixed pool of base samples per test prompt
     test = distinct_problems(task, b["bon_prompts"], "test", seed=TEST_SET_SEED)

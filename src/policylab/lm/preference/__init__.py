@@ -6,7 +6,14 @@ models, evaluation), `best_of_n` (the unbiased best-of-n estimator and its KL). 
 `rm_ensemble`. RL against a reward model reuses the RLVR engine: `train_rlvr(..., reward_model=rm)`."""
 
 from policylab.lm.preference.best_of_n import best_of_n_value, best_of_n_weights, kl_best_of_n
-from policylab.lm.preference.data import PreferencePairs, Samples, bradley_terry_label, label_pairs, sample_responses
+from policylab.lm.preference.data import (
+    PreferencePairs,
+    Samples,
+    bradley_terry_label,
+    label_pairs,
+    sample_responses,
+    train_samples,
+)
 from policylab.lm.preference.gold import GoldConfig, GoldReward
 from policylab.lm.preference.reward_model import (
     EmbeddingRewardModel,
@@ -24,4 +31,4 @@ from policylab.lm.preference.rm_ensemble import RewardEnsemble, best_of_n_curve,
 __all__ = ["EmbeddingRewardModel", "GoldConfig", "GoldReward", "PreferencePairs", "RewardEnsemble", "RewardFitConfig",
            "RewardModel", "Samples", "TransformerRewardModel", "VerifierReward", "best_of_n_curve", "best_of_n_value",
            "best_of_n_weights", "bradley_terry_label", "bradley_terry_loss", "gold_correlation", "kl_best_of_n",
-           "label_pairs", "pair_accuracy", "sample_responses", "sequence_features", "train_members"]
+           "label_pairs", "pair_accuracy", "sample_responses", "sequence_features", "train_members", "train_samples"]

@@ -13,13 +13,14 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from policylab.core.errors import ConfigError
 from policylab.lm.generate import SamplingConfig, generate
 from policylab.lm.policy import CausalPolicy
-from policylab.lm.tasks import Problem, Tokenizer, prompt_ids
+from policylab.lm.tasks import Problem, Tokenizer, distinct_problems, prompt_ids
 
 
 @dataclass
@@ -74,6 +75,14 @@ def sample_responses(policy: CausalPolicy, tokenizer: Tokenizer, problems: Seque
     return Samples(list(problems), per_problem(texts), per_problem(cut), per_problem(ratio) if reference else None)
 
 
+def train_samples(policy: CausalPolicy, tokenizer: Tokenizer, task: Any, prompts: int, seed: int, n: int = 8,
+                  max_new_tokens: int = 12) -> Samples:
+    """n samples of the policy on `prompts` distinct train-split prompts, both drawn by the seed (the prompt list
+    by 1000 + seed, so that it differs from the seed's sampling stream)."""
+    return sample_responses(policy, tokenizer, distinct_problems(task, prompts, "train", seed=1000 + seed), n,
+                            max_new_tokens, seed=seed)
+
+
 @dataclass
 class PreferencePairs:
     problems: list[Problem]
@@ -91,6 +100,11 @@ class PreferencePairs:
         index = list(index)
         return PreferencePairs([self.problems[i] for i in index], [self.chosen[i] for i in index],
                                [self.rejected[i] for i in index], self.gold_margin[index], self.flipped[index])
+
+    def shuffled(self, seed: int) -> PreferencePairs:
+        order = list(range(len(self)))
+        random.Random(seed).shuffle(order)
+        return self.subset(order)
 
     @staticmethod
     def concat(parts: Sequence[PreferencePairs]) -> PreferencePairs:

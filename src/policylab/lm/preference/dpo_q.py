@@ -35,10 +35,10 @@ from policylab.core.run import RunDir
 from policylab.core.seeding import seed_everything
 from policylab.core.trainer import Trainer, TrainerConfig
 from policylab.lm.policy import CausalPolicy
-from policylab.lm.preference.data import PreferencePairs, label_pairs, sample_responses
+from policylab.lm.preference.data import PreferencePairs, label_pairs, train_samples
 from policylab.lm.preference.gold import GoldReward
 from policylab.lm.pretrain import load_policy, teacher_forced_batch
-from policylab.lm.tasks import Problem, Tokenizer, distinct_problems, get_task
+from policylab.lm.tasks import Problem, Tokenizer, get_task
 
 
 @dataclass(frozen=True)
@@ -170,10 +170,9 @@ def sequence_logprobs(policy: CausalPolicy, tokenizer: Tokenizer, problems: Sequ
 def preference_data(policy: CausalPolicy, tokenizer: Tokenizer, task: Any, cfg: DPOConfig, seed: int
                     ) -> PreferencePairs:
     """Pairs of the policy's own samples on train prompts, labelled by the gold reward (argmax + noise)."""
-    problems = distinct_problems(task, cfg.prompts, "train", seed=1000 + seed)
-    samples = sample_responses(policy, tokenizer, problems, cfg.samples_per_prompt, cfg.max_new_tokens, seed=seed)
+    samples = train_samples(policy, tokenizer, task, cfg.prompts, seed, cfg.samples_per_prompt, cfg.max_new_tokens)
     return label_pairs(samples, GoldReward(task), cfg.pairs_per_prompt, seed=seed, temperature=0.0,
-                       noise=cfg.label_noise)
+                       noise=cfg.label_noise).shuffled(seed)
 
 
 def train_dpo(cfg: DPOConfig, *, env_id: str = "mix", seed: int = 0, steps: int = 300, run: RunDir | None = None,
