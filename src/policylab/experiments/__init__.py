@@ -21,6 +21,7 @@ from policylab.experiments import (  # noqa: F401
     nft,
     odice,
     offline_baselines,
+    parl,
     policy_cliff,
     quickstart,
     rec,

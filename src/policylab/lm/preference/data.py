@@ -113,6 +113,15 @@ class PreferencePairs:
                                torch.cat([s.flipped for s in parts]))
 
 
+def preference_probability(margin: torch.Tensor, temperature: float) -> torch.Tensor:
+    """P(first preferred) of the labeller `bradley_terry_label`: sigmoid(margin / T); T = 0: 1, 0 or 1/2 on ties."""
+    if temperature < 0:
+        raise ConfigError(f"label temperature = {temperature} is not allowed: must be >= 0 (0: argmax labels)")
+    if temperature == 0:
+        return (margin > 0).to(margin.dtype) + 0.5 * (margin == 0).to(margin.dtype)
+    return torch.sigmoid(margin / temperature)
+
+
 def bradley_terry_label(margin: float, temperature: float, rng: random.Random) -> bool:
     """True when the first response is preferred, drawn with P = sigmoid(margin / temperature)."""
     if temperature == 0:

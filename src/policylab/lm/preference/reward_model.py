@@ -39,9 +39,14 @@ class RewardModel(Protocol):
         """[B] rewards of response i to problem i."""
 
 
-def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
-    """-log sigmoid(r_w - r_l), averaged over pairs."""
-    return F.softplus(rejected - chosen).mean()
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """-log sigmoid(r_w - r_l), averaged over pairs (reduction "mean") or per pair ("none")."""
+    loss = F.softplus(rejected - chosen)
+    if reduction == "none":
+        return loss
+    if reduction != "mean":
+        raise ConfigError(f"reduction = {reduction!r} is not allowed: 'mean' or 'none'")
+    return loss.mean()
 
 
 class VerifierReward:
