@@ -56,6 +56,10 @@ def test_bradley_terry_labels_and_loss():
     chosen, rejected = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.0])
     expected = (math.log(1 + math.exp(-1.0)) + math.log(2.0)) / 2
     assert float(bradley_terry_loss(chosen, rejected)) == pytest.approx(expected)
+    per_pair = bradley_terry_loss(chosen, rejected, reduction="none")
+    assert torch.allclose(per_pair, torch.tensor([math.log(1 + math.exp(-1.0)), math.log(2.0)]))
+    with pytest.raises(ConfigError, match="reduction = 'sum'"):
+        bradley_terry_loss(chosen, rejected, reduction="sum")
 
 
 def test_label_pairs_noise_and_distinct_responses():
@@ -70,6 +74,9 @@ def test_label_pairs_noise_and_distinct_responses():
     assert noisy.flipped.float().mean().item() == pytest.approx(0.25, abs=0.04)
     decided = noisy.gold_margin != 0
     assert torch.equal((noisy.gold_margin[decided] < 0), noisy.flipped[decided])  # a flip reverses the gold order
+    shuffled = clean.shuffled(seed=3)
+    assert sorted(zip(shuffled.chosen, shuffled.rejected)) == sorted(zip(clean.chosen, clean.rejected))
+    assert shuffled.chosen != clean.chosen and shuffled.chosen == clean.shuffled(seed=3).chosen
     same = Samples([GCD], [["6", "6", "6"]], [[False] * 3])
     assert len(label_pairs(same, gold, 4, seed=0)) == 0  # all-equal responses give no pair
     with pytest.raises(ConfigError, match="noise = 0.7"):
