@@ -315,3 +315,27 @@ def test_arms_without_curves_are_plotted_as_per_seed_points(tmp_path, monkeypatc
     assert path.read_bytes().startswith(PNG_MAGIC)
     assert [x for x, _ in calls] == [[0], [1]]
     assert calls[0][1] == [pytest.approx(rep["arms"]["method"]["iqm"])]
+
+
+def test_curve_extras_reach_the_experiments_own_figures(tmp_path, monkeypatch):
+    from policylab.core.registry import EXPERIMENTS
+
+    monkeypatch.setattr(EXPERIMENTS, "_entries", dict(EXPERIMENTS._entries))  # the toy entry leaves with the test
+    seen = {}
+
+    def gold_vs_kl(report, path):
+        seen["curves"] = report["arms"]["method"]["extra_curves"]
+        path.write_bytes(PNG_MAGIC)
+
+    exp = _experiment(id="toy-figures", figures=(gold_vs_kl,))
+    EXPERIMENTS.add(exp.id, exp)
+    rows = _clear_win_results()
+    for row in rows:
+        row["extra"] = {"kl": 0.5, "gold_curve": [(0.0, 1.0), (0.5, float(row["seed"]))]}
+    report = build_report(exp, "full", rows, 1.0, "test")
+    assert report["arms"]["method"]["extra_curves"]["gold_curve"]["2"] == [[0.0, 1.0], [0.5, 2.0]]
+    assert set(report["arms"]["method"]["extra"]) == {"kl"}  # curves are not summarized as numbers
+    paths = write_report(report, tmp_path)
+    assert paths["gold_vs_kl"].name == "toy-figures.gold_vs_kl.png" and paths["gold_vs_kl"].read_bytes() == PNG_MAGIC
+    assert seen["curves"]["gold_curve"].keys() == {"0", "1", "2", "3"}
+    assert "![gold vs kl](toy-figures.gold_vs_kl.png)" in paths["md"].read_text()

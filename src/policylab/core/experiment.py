@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from policylab.core.errors import ConfigError
@@ -57,6 +58,9 @@ class Experiment:
     """What each budget runs, in words, for the report."""
     metric_label: str = ""
     """A short axis label for the metric (default: the metric itself)."""
+    figures: tuple[Callable[[dict[str, Any], Path], None], ...] = ()
+    """Extra report figures: each is called as figure(report, png_path) when the report is written and linked
+    from its markdown; they read what the arms reported, e.g. the `extra_curves` (extras that are (x, y) lists)."""
     kind: str = "claim"
     """'claim' (a paper's claim check, run by `make claims`) or 'showcase' (the demo)."""
 

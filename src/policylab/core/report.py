@@ -16,6 +16,7 @@ import numpy as np
 from policylab.core.atomic import atomic_write, atomic_write_json, atomic_write_text
 from policylab.core.errors import PolicylabError
 from policylab.core.experiment import Experiment
+from policylab.core.registry import EXPERIMENTS
 from policylab.core.stats import bootstrap_ci, effect_interval, iqm, verdict
 
 
@@ -45,6 +46,7 @@ def build_report(exp: Experiment, budget: str, results: list[dict], wall_s: floa
             "curves": {str(r["seed"]): r.get("curve", []) for r in rows},
             "wall_s": [r.get("wall_s") for r in rows],
             "extra": _summarize_extras(rows),
+            "extra_curves": _extra_curves(rows),
         }
     comparisons = []
     for c in exp.comparisons:
@@ -88,11 +90,21 @@ def _summarize_extras(rows: list[dict]) -> dict[str, Any]:
     return out
 
 
+def _extra_curves(rows: list[dict]) -> dict[str, dict[str, list]]:
+    """Extras that are curves (lists of (x, y) pairs), by key and seed: kept for the experiment's own figures."""
+    def is_curve(v: Any) -> bool:
+        return isinstance(v, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in v)
+
+    keys = sorted({k for r in rows for k, v in r.get("extra", {}).items() if is_curve(v)})
+    return {key: {str(r["seed"]): [[float(x), float(y)] for x, y in r["extra"][key]] for r in rows
+                  if key in r.get("extra", {})} for key in keys}
+
+
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
-def render_markdown(report: dict[str, Any], plot_name: str | None = None) -> str:
+def render_markdown(report: dict[str, Any], plot_name: str | None = None, figures: tuple[str, ...] = ()) -> str:
     lines = [f"# {report['experiment']}", "", f"**Claim.** {report['claim']}", "",
              f"**Metric.** {report['metric']} ({report['direction']} is better). "
              f"Budget `{report['budget']}`{': ' + report['budget_note'] if report['budget_note'] else ''}; "
@@ -122,6 +134,8 @@ def render_markdown(report: dict[str, Any], plot_name: str | None = None) -> str
               report["command"], "```"]
     if plot_name:
         lines += ["", f"![learning curves]({plot_name})"]
+    for name in figures:
+        lines += ["", f"![{Path(name).stem.split('.')[-1].replace('_', ' ')}]({name})"]
     return "\n".join(lines) + "\n"
 
 
@@ -213,7 +227,12 @@ def write_report(report: dict[str, Any], results_dir: str | Path) -> dict[str, P
     paths = {"json": folder / f"{stem}.json", "md": folder / f"{stem}.md", "png": folder / f"{stem}.png"}
     atomic_write_json(paths["json"], report)
     plot_report(report, paths["png"])
-    atomic_write_text(paths["md"], render_markdown(report, paths["png"].name))
+    exp = EXPERIMENTS.get(report["experiment"]) if report["experiment"] in EXPERIMENTS else None
+    for figure in exp.figures if exp is not None else ():
+        paths[figure.__name__] = folder / f"{stem}.{figure.__name__}.png"
+        figure(report, paths[figure.__name__])
+    figures = tuple(p.name for key, p in paths.items() if key not in ("json", "md", "png"))
+    atomic_write_text(paths["md"], render_markdown(report, paths["png"].name, figures))
     return paths
 
 

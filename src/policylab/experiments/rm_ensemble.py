@@ -34,6 +34,7 @@ from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir, read_metrics
 from policylab.lm.baselines import GRPOConfig
 from policylab.lm.preference import GoldReward, RewardFitConfig, label_pairs, sample_responses, train_samples
+from policylab.lm.preference.plots import overoptimization
 from policylab.lm.preference.rm_ensemble import RewardEnsemble, best_of_n_curve, train_members
 from policylab.lm.pretrain import load_policy
 from policylab.lm.tasks import distinct_problems, get_task
@@ -87,6 +88,8 @@ def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
         extra[f"bon_{tag}_gold"] = golds[-1]
         extra[f"bon_{tag}_drop"] = max(golds) - golds[-1]
         extra[f"bon_{tag}_proxy"] = curve[-1]["proxy"]
+        extra[f"bon_{tag}_gold_curve"] = [(c["kl"], c["gold"]) for c in curve]
+        extra[f"bon_{tag}_proxy_curve"] = [(c["kl"], c["proxy"]) for c in curve]
     extra["bon_gold_n1"] = curve[0]["gold"]
 
     # (b) RL against the noisy-label proxy with a small KL penalty
@@ -106,8 +109,10 @@ def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
     summary = train_rlvr(cfg, env_id=b["task"], seed=seed, steps=b["steps"], run=run, evals=b["evals"],
                          checkpoints=1, progress=False, name=f"rm_ensemble-{arm}", reward_model=proxy,
                          extra_eval=gold_and_kl)
-    points = [(summary["initial_eval"]["eval/kl"], summary["initial_eval"]["eval/gold"])]
-    points += [(r["eval/kl"], r["eval/gold"]) for r in read_metrics(run.metrics_path) if "eval/gold" in r]
+    evals = [summary["initial_eval"]] + [r for r in read_metrics(run.metrics_path) if "eval/gold" in r]
+    points = [(r["eval/kl"], r["eval/gold"]) for r in evals]
+    extra["rl_gold_curve"] = points
+    extra["rl_proxy_curve"] = [(r["eval/kl"], r["eval/proxy"]) for r in evals]
     golds = [g for _, g in points]
     final = summary["eval"]
     extra.update(rl_kl=final["eval/kl"], rl_proxy=final["eval/proxy"], rl_gold_peak=max(golds),
@@ -141,6 +146,7 @@ EXPERIMENTS.add("rm_ensemble", Experiment(
     seeds={"quick": (0,), "full": (0, 1, 2)},
     run_arm=run_arm,
     curve_x="KL from the initial policy (nats)",
+    figures=(overoptimization,),
     budgets_note={"quick": "tiny-gcd base on gcd, 200 pairs, pool 16, 6 RL updates (smoke run)",
                   "full": "tiny-mix base on the mix; 2000 pairs, 5 members; best-of-n from 64 samples x 100 prompts; "
                           "RLOO 100 updates x 128 responses, KL penalty 0.01, lr 2e-4"},
