@@ -37,7 +37,7 @@ def test_unknown_names_list_the_known_ones(capsys, tmp_path):
 
 def test_language_model_algorithms_take_tasks(capsys, tmp_path):
     fails(capsys, ["train", "grpo", "--task", "gdc", "--runs-root", str(tmp_path)],
-          r"unknown task 'gdc'; did you mean 'gcd'\? known: count_bits, gcd, lcm")
+          r"unknown task 'gdc'; did you mean 'gcd'\? known: between, count_bits, gcd, lcm")
     fails(capsys, ["train", "grpo", "--env", "CartPole-v1", "--runs-root", str(tmp_path)], r"use --task")
     fails(capsys, ["train", "ppo", "--task", "gcd", "--runs-root", str(tmp_path)], r"use --env")
     fails(capsys, ["train", "grpo", "--task", "gcd", "--advantage", "gpro", "--runs-root", str(tmp_path)],
