@@ -244,3 +244,11 @@ def test_ensemble_members_share_one_frozen_trunk_and_score_as_individuals(trunk)
                    [[False, False]] * 10)
     curve = best_of_n_curve(ensemble, GoldReward(get_task("gcd")), pool, [1, 2])
     assert [c["kl"] for c in curve] == [0.0, kl_best_of_n(2)] and curve[1]["proxy"] >= curve[0]["proxy"]
+
+
+def test_rlvr_refuses_a_reward_model_without_score():
+    from policylab.lm.baselines import GRPOConfig
+    from policylab.lm.trainer import train_rlvr
+
+    with pytest.raises(ConfigError, match=r"reward_model = object is not allowed: it needs a score"):
+        train_rlvr(GRPOConfig(base_model="tiny-gcd"), env_id="gcd", steps=1, reward_model=object())

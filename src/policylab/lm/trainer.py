@@ -206,6 +206,9 @@ def train_rlvr(cfg: RLVRConfig, *, env_id: str = "mix", seed: int = 0, steps: in
     `extra_eval(algo)` adds metrics to every evaluation (gold score, KL from the base, ...)."""
     if steps <= 0:
         raise ConfigError(f"steps = {steps} is not allowed: must be > 0 updates")
+    if reward_model is not None and not callable(getattr(reward_model, "score", None)):
+        raise ConfigError(f"reward_model = {type(reward_model).__name__} is not allowed: it needs a "
+                          "score(problems, responses) method (see policylab.lm.preference.RewardModel)")
     task = get_task(env_id)
     policy, tokenizer = load_policy(cfg.base_model, progress=progress)
     policy.to(cfg.device)

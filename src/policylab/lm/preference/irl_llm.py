@@ -57,8 +57,7 @@ def reward_from_demonstrations(base: CausalPolicy, tokenizer: Tokenizer, demo_pr
     responses = list(demonstrations) + sample_responses
     labels = torch.cat([torch.ones(len(demonstrations)), torch.zeros(len(sample_responses))])
     model = EmbeddingRewardModel(base, tokenizer, cfg.hidden, seed)
-    with torch.no_grad():
-        features = model.features(problems, responses)
+    features = model.all_features(problems, responses)
     # the classes are weighted to equal mass, so the logit's zero is "as likely from either source"
     weight = torch.where(labels > 0, len(labels) / (2 * len(demonstrations)), len(labels) / (2 * len(sample_responses)))
     model.optimize(len(labels), lambda part: F.binary_cross_entropy_with_logits(

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from policylab.core.atomic import atomic_write
+
 PANEL_TITLES = {"bon_clean": "best-of-n, clean labels", "bon_noisy": "best-of-n, 25% label noise",
                 "rl": "RL (RLOO + KL penalty), 25% label noise"}
 
@@ -52,6 +54,6 @@ def overoptimization(report: dict[str, Any], path: Path) -> Path:
     fig.suptitle(f"{report['experiment']} [{report['budget']}]: gold and proxy against KL, mean over seeds "
                  f"{report['seeds']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     return path

@@ -16,6 +16,7 @@ curve is gold and proxy score against KL from the initial policy.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -75,7 +76,7 @@ def train_members(base: CausalPolicy, tokenizer: Tokenizer, pairs: PreferencePai
     """k Bradley-Terry members on one shared frozen copy of `base`, seeds seed*k .. seed*k + k - 1."""
     if k < 1:
         raise ConfigError(f"k = {k} is not allowed: an ensemble needs at least one member")
-    trunk = EmbeddingRewardModel(base, tokenizer, cfg.hidden, seed).trunk  # one frozen copy for all members
+    trunk = copy.deepcopy(base)  # one frozen copy for all members (they freeze it)
     members = [EmbeddingRewardModel(trunk, tokenizer, cfg.hidden, seed * k + i, share_base=True) for i in range(k)]
     features = (members[0].all_features(pairs.problems, pairs.chosen),
                 members[0].all_features(pairs.problems, pairs.rejected))  # computed once for every member
