@@ -96,12 +96,11 @@ def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
     proxy = ensemble_for(arm, members[NOISE], for_rl=True)
     eval_problems = distinct_problems(task, b["eval_prompts"], "test", seed=TEST_SET_SEED)
     base = load_policy(b["base_model"], progress=False)[0].eval()
-    eval_round = [0]
 
     def gold_and_kl(algo) -> dict[str, float]:
-        eval_round[0] += 1
+        # one sampling seed for every evaluation: a resumed run evaluates as a fresh one would
         s = sample_responses(algo.policy, tokenizer, eval_problems, b["eval_samples"], 12,
-                             seed=TEST_SET_SEED + eval_round[0], reference=base)
+                             seed=TEST_SET_SEED, reference=base)
         p, r, c = s.flat()
         return {"gold": float(gold.score(p, r, c).mean()), "proxy": float(proxy.score(p, r).mean()), "kl": s.kl()}
 
