@@ -68,7 +68,18 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
             return 0 if args.help else 2
         tyro.cli(ALGORITHMS.get(args.algo).config, args=["--help"], prog=f"policylab train {args.algo} [config flags]")
     spec = ALGORITHMS.get(args.algo)
+    multiturn = False
     if spec.pillar == "lm":
+        from policylab.lm.multiturn import MULTITURN_ENVS, EnvConfig
+
+        multiturn = issubclass(spec.config, EnvConfig)
+    if multiturn:
+        if args.task or args.dataset:
+            raise PolicylabError(f"{args.algo} plays a multi-turn environment: use --env "
+                                 f"({', '.join(MULTITURN_ENVS.names())})")
+        env_id = args.env or spec.default_env
+        MULTITURN_ENVS.get(env_id)  # unknown names fail here, listing the known ones
+    elif spec.pillar == "lm":
         from policylab.lm.tasks import get_task
 
         if args.env or args.dataset:

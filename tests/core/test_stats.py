@@ -214,3 +214,19 @@ def test_spearman_by_hand_with_ties():
     assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(4.5 / np.sqrt(4.5 * 5))
     with pytest.raises(ValueError, match="same length"):
         spearman([1, 2], [1])
+
+
+@pytest.mark.parametrize("low, high, direction, expected", [
+    (-0.03, 0.02, "higher", REPRODUCED),       # worst case -0.03 is within the 0.05 margin
+    (-0.08, 0.02, "higher", INCONCLUSIVE),     # could be worse than the margin
+    (-0.12, -0.06, "higher", NOT_REPRODUCED),  # surely worse by more than the margin
+    (-0.02, 0.03, "lower", REPRODUCED),        # "lower is better": +0.03 is within the margin
+    (0.06, 0.09, "lower", NOT_REPRODUCED),
+])
+def test_verdict_with_a_non_inferiority_margin(low, high, direction, expected):
+    assert verdict(Effect((low + high) / 2, low, high, True), direction, margin=0.05) == expected
+
+
+def test_verdict_refuses_a_negative_margin():
+    with pytest.raises(ConfigError, match="margin = -0.1 is not allowed"):
+        verdict(Effect(0.0, -0.01, 0.01, True), "higher", margin=-0.1)

@@ -27,6 +27,9 @@ class Comparison:
     """'higher' or 'lower' when this comparison's metric runs the other way from the experiment's."""
     metric: str = ""
     """Compare this key of the arms' `ArmResult.extra` instead of their main value (same runs)."""
+    margin: float | None = None
+    """A non-inferiority claim ("keeps", "matches"): reproduced when the interval stays above -margin on the
+    claimed side (see `policylab.core.stats.verdict`). Fixed before the run like every threshold."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from policylab.lm.losses.bnpo import BNPOConfig
 from policylab.lm.losses.nft import NFTConfig, RFTConfig
 from policylab.lm.losses.rec import AsymREConfig, OPMDConfig, RECConfig
 from policylab.lm.losses.thr import THRConfig
+from policylab.lm.multiturn import MultiTurnConfig, train_multiturn
+from policylab.lm.multiturn.ufo import UFOConfig
 from policylab.lm.preference.dpo_q import DPO, DPOConfig, train_dpo
 from policylab.lm.trainer import RLVR, RLVRConfig, train_rlvr
 
@@ -35,6 +37,17 @@ _add("opmd", OPMDConfig, "group-relative REINFORCE + squared log-ratio regulariz
 _add("asymre", AsymREConfig, "group-relative REINFORCE with a shifted baseline (AsymRE)")
 _add("nft", NFTConfig, "negative-aware fine-tuning: likelihood of an implicit negative policy")
 _add("rft", RFTConfig, "rejection-sampling fine-tuning: likelihood of correct answers only")
+
+
+def _add_multiturn(name: str, config: type, summary: str, env: str) -> None:
+    ALGORITHMS.add(name, AlgorithmSpec(name, config, partial(train_multiturn, name=name), summary, "lm", env, RLVR,
+                                       default_steps=200))
+
+
+_add_multiturn("multiturn_grpo", MultiTurnConfig, "GRPO on multi-turn episodes, outcome reward (retry or search)",
+               "retry")
+_add_multiturn("ufo", UFOConfig, "multi-turn retry after unary 'try again' feedback; turn-discounted reward minus a "
+               "repeated-answer penalty (UFO)", "retry")
 ALGORITHMS.add("dpo", AlgorithmSpec("dpo", DPOConfig, train_dpo, "DPO on gold-labelled pairs of the base model's own "
                                     "samples (the r -> Q* analysis: policylab.lm.preference.dpo_q)", "lm", "mix", DPO,
                                     default_steps=200))
@@ -43,5 +56,6 @@ ALGORITHMS.add("iq_lm", AlgorithmSpec("iq_lm", IQLMConfig, train_iq_lm, "IQLearn
                                       default_steps=IQLMConfig().max_steps))
 
 __all__ = ["DPO", "IQLM", "RLVR", "AsymREConfig", "BAPOConfig", "BNPOConfig", "DAPOConfig", "DPOConfig", "DrGRPOConfig",
-           "GRPOConfig", "GSPOConfig", "IQLMConfig", "LitePPOConfig", "NFTConfig", "OPMDConfig", "RECConfig",
-           "RFTConfig", "RLVRConfig", "train_dpo", "train_iq_lm", "train_rlvr"]
+           "GRPOConfig", "GSPOConfig", "IQLMConfig", "LitePPOConfig", "MultiTurnConfig", "NFTConfig", "OPMDConfig",
+           "RECConfig", "RFTConfig", "RLVRConfig", "UFOConfig", "train_dpo", "train_iq_lm", "train_multiturn",
+           "train_rlvr"]

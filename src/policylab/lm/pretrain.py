@@ -59,6 +59,24 @@ class PretrainConfig(Config):
     max_new_tokens: int = param(12, gt=0)
     seed: int = 0
 
+    # What the recipe trains on and how it is judged; a recipe of another kind (multi-turn
+    # demonstrations) overrides these three.
+    def sft_source(self, tokenizer: Tokenizer) -> Any:
+        return SFTSource(get_task(self.task), tokenizer, self.batch_size, self.seed)
+
+    def validation(self, tokenizer: Tokenizer) -> Any:
+        """policy -> the greedy validation pass rate that the stopping rule reads."""
+        task = get_task(self.task)
+        val = distinct_problems(task, self.eval_prompts, "val", seed=self.seed + 1)
+        return lambda policy: evaluate_lm(policy, tokenizer, task, val, self.max_new_tokens, ks=())["greedy_acc"]
+
+    def test_report(self, tokenizer: Tokenizer) -> Any:
+        """policy -> the held-out metrics stored with the base model."""
+        task = get_task(self.task)
+        test = distinct_problems(task, self.eval_prompts, "test", seed=self.seed + 2)
+        return lambda policy: evaluate_lm(policy, tokenizer, task, test, self.max_new_tokens, ks=(1, 16),
+                                          seed=self.seed)
+
 
 BASE_MODELS.add("tiny-mix", PretrainConfig())
 BASE_MODELS.add("tiny-gcd", PretrainConfig(task="gcd", n_layer=2, n_head=2, d_model=64, max_steps=1500,
@@ -192,13 +210,10 @@ def pretrain(name_or_cfg: str | PretrainConfig = "tiny-mix", progress: bool | No
 def _train_base(cfg: PretrainConfig, path: Path, progress: bool | None, fresh: bool) -> None:
     """Train with checkpoints in models_dir()/runs, so that a killed build resumes where it stopped."""
     seed_everything(cfg.seed)
-    task = get_task(cfg.task)
     tokenizer = CharTokenizer()
     policy = TinyGPT(model_config(cfg, tokenizer))
-    val = distinct_problems(task, cfg.eval_prompts, "val", seed=cfg.seed + 1)
-    test = distinct_problems(task, cfg.eval_prompts, "test", seed=cfg.seed + 2)
-    evaluate = lambda algo: {"val_pass": evaluate_lm(algo.policy, tokenizer, task, val, cfg.max_new_tokens,
-                                                     ks=())["greedy_acc"]}
+    val_pass, test_report = cfg.validation(tokenizer), cfg.test_report(tokenizer)
+    evaluate = lambda algo: {"val_pass": val_pass(algo.policy)}
     run = RunDir(models_dir() / "runs", path.stem, "main", cfg.seed)
     if fresh:
         shutil.rmtree(run.path)
@@ -206,9 +221,9 @@ def _train_base(cfg: PretrainConfig, path: Path, progress: bool | None, fresh: b
     run.save_config(cfg, algo="sft")
     trainer_cfg = TrainerConfig(max_steps=cfg.max_steps, log_every=25, eval_every=cfg.eval_every,
                                 checkpoint_every=cfg.eval_every, progress=progress)
-    summary = Trainer(SFT(policy, cfg), SFTSource(task, tokenizer, cfg.batch_size, cfg.seed), trainer_cfg, run,
-                      evaluate, stop_when=lambda r: r["eval/val_pass"] >= cfg.target_pass).fit()
-    report = evaluate_lm(policy, tokenizer, task, test, cfg.max_new_tokens, ks=(1, 16), seed=cfg.seed)
+    summary = Trainer(SFT(policy, cfg), cfg.sft_source(tokenizer), trainer_cfg, run, evaluate,
+                      stop_when=lambda r: r["eval/val_pass"] >= cfg.target_pass).fit()
+    report = test_report(policy)
     meta = {"recipe": to_dict(cfg), "steps": summary["steps"], "stopped_by": summary["stopped_by"],
             "val_pass": summary["eval"].get("eval/val_pass"), "test": report}
     save_base(path, policy, tokenizer, meta)

@@ -224,17 +224,26 @@ def train_rlvr(cfg: RLVRConfig, *, env_id: str = "mix", seed: int = 0, steps: in
                              seed=TEST_SET_SEED + seed)
         return {**result, **(extra_eval(a) if extra_eval is not None else {})}
 
+    return fit_rlvr(algo, source, evaluate, run=run, steps=steps, max_seconds=max_seconds, progress=progress,
+                    evals=evals, checkpoints=checkpoints, callbacks=callbacks, test_problems=test, tokenizer=tokenizer,
+                    run_info={"task": env_id, "seed": seed, "tasks": [t.name for t in task_members(task)]})
+
+
+def fit_rlvr(algo: RLVR, source: Any, evaluate: Callable[[RLVR], dict[str, float]], *, run: RunDir | None,
+             steps: int, max_seconds: float | None, progress: bool | None, evals: int, checkpoints: int,
+             callbacks: tuple[Callable, ...], run_info: dict[str, Any], **summary_extras: Any) -> dict[str, Any]:
+    """Evaluate the start, save the config, run the core Trainer for `steps` updates; the summary holds
+    the initial and final evaluations, the sample count, the algorithm and `summary_extras`."""
     initial = evaluate(algo)
     if run is not None:
-        run.save_config(cfg, algo=name, task=env_id, seed=seed, steps=steps,
-                        tasks=[t.name for t in task_members(task)])
+        run.save_config(algo.cfg, algo=algo.name, steps=steps, **run_info)
     trainer_cfg = TrainerConfig(max_steps=steps, max_seconds=max_seconds, log_every=max(steps // 100, 1),
                                 eval_every=max(steps // evals, 1) if evals > 0 else 0,
                                 checkpoint_every=max(steps // checkpoints, 1) if checkpoints > 0 else 0,
                                 progress=progress)
     summary = Trainer(algo, source, trainer_cfg, run, evaluate, callbacks).fit()
     summary.update(initial_eval={f"eval/{k}": v for k, v in initial.items()}, samples=source.samples,
-                   algorithm=algo, tokenizer=tokenizer, test_problems=test)
+                   algorithm=algo, **summary_extras)
     return summary
 
 
