@@ -32,4 +32,5 @@ from policylab.experiments import (  # noqa: F401
     thr,
     tq_saco,
     traj_weight,
+    ufo,
 )
