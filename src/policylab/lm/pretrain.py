@@ -16,6 +16,7 @@ import math
 import os
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,14 +159,22 @@ class SFT:
 
 
 class SFTSource:
-    def __init__(self, task: Any, tokenizer: Tokenizer, batch_size: int, seed: int):
+    """Supervised batches of train-split problems: answer-only by default, or whatever `make_batch`
+    (tokenizer, problems, rng) builds from them (multi-turn demonstrations)."""
+
+    def __init__(self, task: Any, tokenizer: Tokenizer, batch_size: int, seed: int,
+                 make_batch: Callable[[Tokenizer, list[Problem], random.Random], dict[str, Any]] | None = None):
         self.task, self.tokenizer, self.batch_size = task, tokenizer, batch_size
+        self.make_batch = make_batch
         self.rng = random.Random(seed)
         self.examples = 0
 
     def next_batch(self, algo: Any) -> dict[str, Any]:
         self.examples += self.batch_size
-        return sft_batch(self.tokenizer, self.task.sample(self.batch_size, "train", self.rng))
+        problems = self.task.sample(self.batch_size, "train", self.rng)
+        if self.make_batch is None:
+            return sft_batch(self.tokenizer, problems)
+        return self.make_batch(self.tokenizer, problems, self.rng)
 
     def metrics(self) -> dict[str, float]:
         return {}

@@ -9,7 +9,6 @@ redundant queries). Training stops once greedy multi-turn success on validation 
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,7 @@ from policylab.core.config import param
 from policylab.lm.generate import SamplingConfig
 from policylab.lm.multiturn.rollout import pad_episodes, run_episodes
 from policylab.lm.multiturn.train import EnvConfig, distinct_episodes, evaluate_episodes
-from policylab.lm.pretrain import BASE_MODELS, PretrainConfig
+from policylab.lm.pretrain import BASE_MODELS, PretrainConfig, SFTSource
 from policylab.lm.tasks import Problem, Tokenizer, prompt_ids
 
 
@@ -46,33 +45,6 @@ def demonstration_batch(tokenizer: Tokenizer, problems: list[Problem], demos: li
             "response_mask": right([m for _, m in pairs], 0.0, torch.float)}
 
 
-class DemonstrationSource:
-    """Batch source of demonstration episodes on train-split problems (the core Trainer's protocol)."""
-
-    def __init__(self, env: Any, tokenizer: Tokenizer, batch_size: int, seed: int):
-        self.env, self.tokenizer, self.batch_size = env, tokenizer, batch_size
-        self.rng = random.Random(seed)
-        self.examples = 0
-
-    def next_batch(self, algo: Any) -> dict[str, Any]:
-        self.examples += self.batch_size
-        problems = self.env.sample(self.batch_size, "train", self.rng)
-        return demonstration_batch(self.tokenizer, problems, [self.env.demonstration(p, self.rng) for p in problems])
-
-    def metrics(self) -> dict[str, float]:
-        return {}
-
-    def counters(self) -> dict[str, float]:
-        return {"examples": self.examples}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.getstate(), "examples": self.examples}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rng.setstate(state["rng"])
-        self.examples = state["examples"]
-
-
 @dataclass(frozen=True)
 class DemonstrationPretrainConfig(PretrainConfig, EnvConfig):
     """A base-model recipe trained on an environment's demonstrations (noise knobs: see the env)."""
@@ -94,7 +66,9 @@ class DemonstrationPretrainConfig(PretrainConfig, EnvConfig):
         return self.make_env(**noise)
 
     def sft_source(self, tokenizer: Tokenizer) -> Any:
-        return DemonstrationSource(self.demo_env(), tokenizer, self.batch_size, self.seed)
+        env = self.demo_env()
+        return SFTSource(env, tokenizer, self.batch_size, self.seed, lambda tok, problems, rng: demonstration_batch(
+            tok, problems, [env.demonstration(p, rng) for p in problems]))
 
     def validation(self, tokenizer: Tokenizer) -> Any:
         env = self.demo_env()
@@ -115,3 +89,6 @@ BASE_MODELS.add("tiny-retry", DemonstrationPretrainConfig(
 BASE_MODELS.add("tiny-search", DemonstrationPretrainConfig(
     env="search", code_length=3, max_turns=5, n_layer=2, n_head=2, d_model=64, block_size=64, max_new_tokens=6,
     max_steps=3000, target_pass=0.3, eval_every=100, eval_prompts=100))
+BASE_MODELS.add("tiny-search-long", DemonstrationPretrainConfig(
+    env="search", code_length=5, max_turns=8, n_layer=2, n_head=2, d_model=64, block_size=96, max_new_tokens=8,
+    max_steps=3000, target_pass=0.3, eval_every=100, eval_prompts=100, skip_prob=0.1, redundant_prob=0.2))

@@ -10,7 +10,6 @@ whole `EpisodeBatch`.
 from __future__ import annotations
 
 import copy
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ from policylab.lm.multiturn.rollout import (
 )
 from policylab.lm.policy import CausalPolicy
 from policylab.lm.pretrain import load_policy
-from policylab.lm.tasks import Problem, Tokenizer
+from policylab.lm.tasks import Problem, Tokenizer, distinct_problems
 from policylab.lm.trainer import RLVR, TEST_SET_SEED, RLVRConfig, fit_rlvr
 
 EPISODE_REWARDS: Registry = Registry("episode reward")
@@ -91,14 +90,7 @@ class MultiTurnConfig(RLVRConfig, EnvConfig):
 
 def distinct_episodes(env: MultiTurnEnv, n: int, split: str, seed: int) -> list[Problem]:
     """Up to n problems with distinct (prompt, answer), the same list for the same seed."""
-    rng = random.Random(seed)
-    seen: dict[tuple[str, str], Problem] = {}
-    for _ in range(50):
-        for problem in env.sample(n, split, rng):
-            seen.setdefault((problem.prompt, problem.answer), problem)
-            if len(seen) == n:
-                return list(seen.values())
-    return list(seen.values())
+    return distinct_problems(env, n, split, seed, by_answer=True)
 
 
 def evaluate_episodes(policy: CausalPolicy, tokenizer: Tokenizer, env: MultiTurnEnv, problems: list[Problem],

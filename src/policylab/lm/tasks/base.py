@@ -78,13 +78,16 @@ class SplitSampler:
         raise NotImplementedError
 
 
-def distinct_problems(task: Task, n: int, split: str, seed: int) -> list[Problem]:
-    """Up to n distinct problems of a split, the same list for the same seed (a fixed test set)."""
+def distinct_problems(task: Task, n: int, split: str, seed: int, by_answer: bool = False) -> list[Problem]:
+    """Up to n distinct problems of a split, the same list for the same seed (a fixed test set).
+
+    Problems are told apart by their prompt, or by (prompt, answer) with `by_answer` (environments
+    whose prompt is shared and whose answer is hidden, like multi-turn search)."""
     rng = random.Random(seed)
-    seen: dict[str, Problem] = {}
+    seen: dict[Any, Problem] = {}
     for _ in range(50):
         for problem in task.sample(n, split, rng):
-            seen.setdefault(problem.prompt, problem)
+            seen.setdefault((problem.prompt, problem.answer) if by_answer else problem.prompt, problem)
             if len(seen) == n:
                 return list(seen.values())
     return list(seen.values())
