@@ -144,20 +144,22 @@ def _lm(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("task", args.task), ("seed", args.seed), ("max_steps", args.steps),
                                  ("target_pass", args.target_pass)) if v is not None}
     if changes:
-        get_task(changes.get("task", recipe.task))
+        get_task(changes.get("task", getattr(recipe, "env_task", recipe.task)))
+        if hasattr(recipe, "env") and "task" in changes:  # a multi-turn recipe: the task its retry questions use
+            changes["env_task"] = changes.pop("task")
         recipe = recipe.replace(**changes)
     label = args.name if not changes else recipe
     path = pretrain(label, progress=None, force=args.force)
     _, _, meta = load_base(path)
     table = Table("", "value", title=f"base model {args.name}" + (" (modified recipe)" if changes else ""))
     table.add_row("file", str(base_model_path(label)))
-    table.add_row("task", recipe.task)
+    table.add_row("task", getattr(recipe, "env", None) or recipe.task)
     table.add_row("updates", f"{meta['steps']} (stopped by {meta['stopped_by']})")
     table.add_row("validation pass rate (greedy)", f"{meta['val_pass']:.3f}")
     for key, value in meta["test"].items():
         table.add_row(f"test {key}", f"{value:.3f}")
     console.print(table)
-    if not 0.1 <= meta["test"]["greedy_acc"] <= 0.6:
+    if "greedy_acc" in meta["test"] and not 0.1 <= meta["test"]["greedy_acc"] <= 0.6:
         console.print(f"note: held-out pass rate {meta['test']['greedy_acc']:.2f} is outside 10-60%; "
                       "RL experiments want room above the base")
     return 0
@@ -296,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lm", help="language-model tools: `lm pretrain` builds a base model")
     lm_sub = p.add_subparsers(dest="lm_command", required=True)
     p = lm_sub.add_parser("pretrain", help="supervised warm start of the tiny GPT into a cached base model")
-    p.add_argument("--name", default="tiny-mix", help="base-model recipe (tiny-mix, tiny-gcd)")
+    p.add_argument("--name", default="tiny-mix",
+                   help="base-model recipe (tiny-mix, tiny-gcd, tiny-retry, tiny-search, ...)")
     p.add_argument("--task", default=None, help="task or mix, e.g. gcd or gcd,lcm or mix (default: the recipe's)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="most updates (stops earlier at the target pass rate)")
