@@ -10,6 +10,7 @@ import torch
 from policylab.core.errors import ConfigError
 from policylab.lm.generate import SamplingConfig
 from policylab.lm.multiturn import (
+    EPISODE_REWARDS,
     ContextLengthError,
     MultiTurnConfig,
     RetryEnv,
@@ -164,6 +165,16 @@ def test_engine_update_consumes_episodes_unchanged():
     assert any(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
 
 
+def test_turn_rewards_are_the_verifiable_ones_and_sum_to_the_outcome():
+    env = RetryEnv("gcd", max_turns=3)
+    p = gcd_problem()
+    assert env.step(p, [], "6").turn_reward == 1.0 and env.step(p, [], "5").turn_reward == 0.0
+    ep, batch = play(env, n=8)
+    expected = torch.tensor([[t.turn_reward for t in turns] + [0.0] * (3 - len(turns)) for turns in ep.turns])
+    torch.testing.assert_close(batch.turn_rewards, expected)
+    torch.testing.assert_close(EPISODE_REWARDS.get("return")(batch, None), batch.exact)
+
+
 def test_a_turn_without_eos_ends_the_episode_unsolved():
     env = RetryEnv("gcd", max_turns=3)
     ep, batch = play(env, max_new=1)  # one token per turn: a random policy rarely ends a turn in time
@@ -188,7 +199,7 @@ def test_context_overflow_is_an_error_or_ends_the_episode():
 def test_multiturn_config_refuses_shapers_and_unknown_rewards():
     with pytest.raises(ConfigError, match="shaping"):
         MultiTurnConfig(shaping=("dynamic_sampling",))
-    with pytest.raises(ConfigError, match="known episode rewards: outcome, ufo"):
+    with pytest.raises(ConfigError, match="known episode rewards: outcome, return, ufo"):
         MultiTurnConfig(episode_reward="bonus")
 
 
@@ -212,7 +223,7 @@ def test_repeated_answer_share_hand_cases():
 def test_ufo_return_discounts_success_and_charges_repeats():
     env = RetryEnv("gcd", max_turns=3)
     _, batch = play(env, n=3)
-    batch.turn_correct = torch.tensor([[False, False, True], [True, False, False], [False, False, False]])
+    batch.turn_rewards = torch.tensor([[0.0, 0, 1], [1, 0, 0], [0, 0, 0]])
     batch.turn_answered = torch.ones(3, 3, dtype=torch.bool)
     batch.keys = [["3", "3", "6"], ["6"], ["1", "2", "2"]]
     got = ufo_return(batch, UFOConfig(max_turns=3))

@@ -3,8 +3,9 @@ observation appended to the context, until a final answer or the turn limit.
 
 An environment holds no per-episode state: `step(problem, history, action)` sees the episode so far
 (the agent's earlier actions), so thousands of episodes run in parallel from plain lists. Each turn
-reports whether it was a final answer and whether that answer was right; episode rewards (outcome,
-UFO's discounted return, ...) are computed from these records by `policylab.lm.multiturn.rewards`.
+reports whether it was a final answer, whether that answer was right and its reward (by default the
+verifiable one); episode rewards (outcome, UFO's discounted return, ...) are computed from these
+records (`policylab.lm.multiturn.train.EPISODE_REWARDS`).
 
 Built in:
 - `retry`: a verifiable task from the engine's task mix; a wrong answer gets only the unary feedback
@@ -39,6 +40,12 @@ class Turn:
     key: str | None = None
     """A normalized form of the action for repetition statistics: the answer, or the queried position."""
     info: dict[str, Any] = field(default_factory=dict)
+    reward: float | None = None
+    """The environment's reward for this turn; None means the verifiable one, 1 for a right answer else 0."""
+
+    @property
+    def turn_reward(self) -> float:
+        return float(self.correct) if self.reward is None else self.reward
 
 
 class MultiTurnEnv(Protocol):

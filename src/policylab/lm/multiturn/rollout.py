@@ -134,6 +134,8 @@ class EpisodeBatch(RolloutBatch):
     """[B, T] bool: turn t was a final answer."""
     turn_correct: torch.Tensor
     """[B, T] bool: turn t was a right final answer."""
+    turn_rewards: torch.Tensor
+    """[B, T] float: the environment's reward for turn t (0 where the episode had no turn t)."""
     turns: torch.Tensor
     """[B] long: agent turns played."""
     context_ended: torch.Tensor
@@ -177,10 +179,12 @@ def episode_batch(ep: Episodes, group_size: int, max_turns: int, tokenizer: Toke
     turn_end = torch.full((n, max_turns), -1, dtype=torch.long)
     answered = torch.zeros(n, max_turns, dtype=torch.bool)
     correct = torch.zeros(n, max_turns, dtype=torch.bool)
+    turn_rewards = torch.zeros(n, max_turns)
     for i, (ends, turns) in enumerate(zip(ep.turn_ends, ep.turns)):
         turn_end[i, :len(ends)] = torch.tensor(ends, dtype=torch.long)
         answered[i, :len(turns)] = torch.tensor([t.answered for t in turns])
         correct[i, :len(turns)] = torch.tensor([t.correct for t in turns])
+        turn_rewards[i, :len(turns)] = torch.tensor([t.turn_reward for t in turns])
     success = torch.tensor(ep.success, dtype=torch.float)
     groups = ep.problems[::group_size]
     batch = EpisodeBatch(
@@ -189,7 +193,8 @@ def episode_batch(ep: Episodes, group_size: int, max_turns: int, tokenizer: Toke
         truncated=torch.tensor(ep.truncated), group_size=group_size, rewards=success.clone(), exact=success,
         dense=torch.zeros(n), problems=groups, texts=[a[-1] if a else "" for a in ep.actions],
         turn_of_token=right(ep.turn_of_token, -1, torch.long), turn_end=turn_end, turn_answered=answered,
-        turn_correct=correct, turns=torch.tensor([len(t) for t in ep.turns], dtype=torch.long),
+        turn_correct=correct, turn_rewards=turn_rewards,
+        turns=torch.tensor([len(t) for t in ep.turns], dtype=torch.long),
         context_ended=torch.tensor(ep.context_ended), keys=[[t.key for t in turns] for turns in ep.turns],
         answer_probes=[tokenizer.encode(env.answer_action(p)) for p in groups])
     if torch.device(device).type != "cpu":

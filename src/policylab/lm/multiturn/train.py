@@ -45,6 +45,13 @@ def outcome_reward(batch: EpisodeBatch, cfg: Any) -> torch.Tensor:
     return batch.exact.clone()
 
 
+@EPISODE_REWARDS.register("return")
+def summed_turn_rewards(batch: EpisodeBatch, cfg: Any) -> torch.Tensor:
+    """The sum of the environment's turn rewards (equal to `outcome` for retry and search, whose only
+    rewarded turn is a right final answer; environments with intermediate rewards differ)."""
+    return batch.turn_rewards.sum(-1).to(batch.exact.device)
+
+
 @dataclass(frozen=True)
 class EnvConfig(Config):
     """Which environment, and its size. Shared by RL configs and the multi-turn base-model recipes."""

@@ -54,7 +54,7 @@ def repeated_answer_share(keys: list[list[str | None]]) -> torch.Tensor:
 def ufo_return(batch: EpisodeBatch, cfg: UFOConfig) -> torch.Tensor:
     """R(tau) = sum_t gamma^t 1[correct_t] - lambda (1 - E/T) per episode (rows of the batch)."""
     discount = cfg.turn_discount ** torch.arange(batch.max_turns, dtype=torch.float)
-    solved = (batch.turn_correct.float().cpu() * discount).sum(-1)
+    solved = (batch.turn_rewards.cpu() * discount).sum(-1)  # the retry turn reward is 1[correct]
     answer_keys = [[k if answered else None for k, answered in zip(row, flags)]
                    for row, flags in zip(batch.keys, batch.turn_answered.tolist())]
     return (solved - cfg.repeat_penalty * repeated_answer_share(answer_keys)).to(batch.exact.device)
