@@ -6,6 +6,7 @@ import random
 
 import pytest
 import torch
+from episodes import TOK, random_policy
 
 from policylab.core.errors import ConfigError
 from policylab.lm.generate import SamplingConfig
@@ -21,27 +22,13 @@ from policylab.lm.multiturn import (
 )
 from policylab.lm.multiturn.base import demonstration_batch, transcript_tokens
 from policylab.lm.multiturn.ufo import UFOConfig, repeated_answer_share, ufo_return
-from policylab.lm.policy import TinyGPT, TinyGPTConfig
-from policylab.lm.tasks import CharTokenizer, Problem
+from policylab.lm.policy import TinyGPT
+from policylab.lm.tasks import Problem
 from policylab.lm.trainer import RLVR
 
-TOK = CharTokenizer()
 
-
-class EosBiased(TinyGPT):
-    """A random tiny GPT that ends its turns early (EOS logit raised), so episodes reach several turns."""
-
-    eos_bias = 4.0
-
-    def step(self, *args, **kwargs):
-        out = super().step(*args, **kwargs)
-        out.logits[..., TOK.eos_id] += self.eos_bias
-        return out
-
-
-def random_policy(block_size: int = 96, seed: int = 0) -> TinyGPT:
-    torch.manual_seed(seed)
-    return EosBiased(TinyGPTConfig(vocab_size=TOK.vocab_size, block_size=block_size, n_layer=1, n_head=2, d_model=32))
+def policy_of(block_size: int = 96) -> TinyGPT:
+    return random_policy(0, block_size, eos_bias=4.0)
 
 
 def gcd_problem() -> Problem:
@@ -110,7 +97,7 @@ def test_unknown_env_and_bad_options_name_what_is_allowed():
 
 def play(env, n=6, block_size=96, max_new=4, policy="error", seed=0):
     problems = env.sample(n, "train", random.Random(seed))
-    ep = run_episodes(random_policy(block_size), env, problems, TOK, SamplingConfig(max_new_tokens=max_new),
+    ep = run_episodes(policy_of(block_size), env, problems, TOK, SamplingConfig(max_new_tokens=max_new),
                       torch.Generator().manual_seed(seed), policy)
     return ep, episode_batch(ep, 1, env.max_turns, TOK, env)
 
@@ -142,7 +129,7 @@ def test_behaviour_logprobs_are_what_the_policy_assigns_the_batch():
     sampled turn by turn (else the first PPO ratio is not 1)."""
     env = SearchEnv(length=3, max_turns=4)
     problems = env.sample(8, "train", random.Random(0))
-    policy = random_policy(64)
+    policy = policy_of(64)
     ep = run_episodes(policy, env, problems, TOK, SamplingConfig(max_new_tokens=4, temperature=0.7),
                       torch.Generator().manual_seed(3))
     batch = episode_batch(ep, 2, env.max_turns, TOK, env)
@@ -158,7 +145,7 @@ def test_engine_update_consumes_episodes_unchanged():
     batch.group_size = 4
     batch.problems = batch.problems[::4]
     batch = batch.with_rewards(torch.tensor([1.0, 0, 0, 1, 0, 0, 0, 1]))
-    policy = random_policy()
+    policy = policy_of()
     before = [p.detach().clone() for p in policy.parameters()]
     metrics = RLVR(policy, MultiTurnConfig(minibatches=1)).update(batch)
     assert float(metrics["clip_frac"]) == 0.0 and float(metrics["skipped"]) == 0.0

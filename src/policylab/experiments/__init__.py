@@ -8,6 +8,8 @@ from policylab.experiments import (  # noqa: F401
     bnpo,
     cdsa,
     dpo_q,
+    empg,
+    igpo,
     ild,
     iq_lm,
     irl_llm,

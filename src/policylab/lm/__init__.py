@@ -14,6 +14,8 @@ from policylab.lm.losses.nft import NFTConfig, RFTConfig
 from policylab.lm.losses.rec import AsymREConfig, OPMDConfig, RECConfig
 from policylab.lm.losses.thr import THRConfig
 from policylab.lm.multiturn import MultiTurnConfig, train_multiturn
+from policylab.lm.multiturn.empg import EMPGConfig
+from policylab.lm.multiturn.igpo import IGPOConfig
 from policylab.lm.multiturn.ufo import UFOConfig
 from policylab.lm.preference.dpo_q import DPO, DPOConfig, train_dpo
 from policylab.lm.trainer import RLVR, RLVRConfig, train_rlvr
@@ -48,6 +50,10 @@ _add_multiturn("multiturn_grpo", MultiTurnConfig, "GRPO on multi-turn episodes, 
                "retry")
 _add_multiturn("ufo", UFOConfig, "multi-turn retry after unary 'try again' feedback; turn-discounted reward minus a "
                "repeated-answer penalty (UFO)", "retry")
+_add_multiturn("empg", EMPGConfig, "multi-turn search; GRPO episode advantage scaled per turn by the turn's "
+               "entropy, plus a bonus for a confident next turn (EMPG)", "search")
+_add_multiturn("igpo", IGPOConfig, "multi-turn search; per-turn gain in the answer's own probability plus the outcome, "
+               "group-normalized and summed over later turns (IGPO)", "search")
 ALGORITHMS.add("dpo", AlgorithmSpec("dpo", DPOConfig, train_dpo, "DPO on gold-labelled pairs of the base model's own "
                                     "samples (the r -> Q* analysis: policylab.lm.preference.dpo_q)", "lm", "mix", DPO,
                                     default_steps=200))
