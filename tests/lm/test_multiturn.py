@@ -20,7 +20,7 @@ from policylab.lm.multiturn import (
     get_env,
     run_episodes,
 )
-from policylab.lm.multiturn.base import demonstration_batch, transcript_tokens
+from policylab.lm.multiturn.base import DemonstrationPretrainConfig, demonstration_batch, transcript_tokens
 from policylab.lm.multiturn.ufo import UFOConfig, repeated_answer_share, ufo_return
 from policylab.lm.policy import TinyGPT
 from policylab.lm.tasks import Problem
@@ -59,6 +59,22 @@ def test_search_reveals_digits_and_scores_the_final_answer():
     out_of_turns = env.step(p, ["?1", "?2", "?3"], "?1")
     assert out_of_turns.done and not out_of_turns.correct and out_of_turns.observation == ""
     assert env.answer_action(p) == "!372"
+
+
+def test_search_board_shows_every_digit_found_so_far():
+    env = SearchEnv(length=4, max_turns=6, reveal="board")
+    p = Problem("search", "code4:", "3721")
+    assert env.step(p, [], "?2").observation == "=_7__"
+    assert env.step(p, ["?2", "?9", "!1"], "?4").observation == "=_7_1"  # invalid actions reveal nothing
+    assert env.step(p, ["?2", "?4"], "?2").observation == "=_7_1"  # a redundant query changes nothing
+    rng = random.Random(3)
+    for q in env.sample(30, "train", rng):
+        found = set()
+        for action, obs in env.demonstration(q, rng)[:-1]:
+            found.add(int(action[1]))
+            assert obs == "=" + "".join(q.answer[i - 1] if i in found else "_" for i in range(1, 5))
+    with pytest.raises(ConfigError, match="reveal = 'all' is not allowed"):
+        SearchEnv(reveal="all")
 
 
 def test_search_split_is_by_code_and_disjoint():
@@ -181,6 +197,14 @@ def test_context_overflow_is_an_error_or_ends_the_episode():
         play(env, block_size=14, max_new=4)
     with pytest.raises(ConfigError, match="context_policy = 'wrap'"):
         play(env, policy="wrap")
+
+
+def test_a_turn_budget_too_short_for_the_search_answer_is_refused():
+    with pytest.raises(ConfigError, match="max_new_tokens = 6 is not allowed with code_length = 5"):
+        MultiTurnConfig(env="search", code_length=5, max_new_tokens=6)
+    with pytest.raises(ConfigError, match="the answer turn needs 7 tokens"):
+        DemonstrationPretrainConfig(env="search", code_length=5, max_new_tokens=6)
+    MultiTurnConfig(env="retry", code_length=9, max_new_tokens=4)  # the code length only matters on search
 
 
 def test_multiturn_config_refuses_shapers_and_unknown_rewards():

@@ -60,6 +60,10 @@ class DemonstrationPretrainConfig(PretrainConfig, EnvConfig):
     redundant_prob: float = param(0.25, ge=0, le=1)
     """search: a redundant re-query follows a query with this chance."""
 
+    def check(self) -> None:
+        super().check()
+        self.check_turn_budget()
+
     def demo_env(self) -> Any:
         noise = ({"repeat_prob": self.repeat_prob, "first_right_prob": self.first_right_prob} if self.env == "retry"
                  else {"skip_prob": self.skip_prob, "redundant_prob": self.redundant_prob})

@@ -12,6 +12,9 @@ Built in:
   "try again" (UFO, Liu et al. 2025) and the agent answers again, up to `max_turns` answers.
 - `search`: a hidden code of `length` digits; the agent may query one position (`?2` -> `=7`) per turn
   and must give the whole code (`!372`) by the last turn (IGPO's and EMPG's information gathering).
+  With `reveal="board"` a query shows every digit found so far in place (`=_7_`), which makes long
+  codes learnable for a tiny model (the answer copies the last board instead of looking each
+  position's query up).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class MultiTurnEnv(Protocol):
 
 
 MULTITURN_ENVS: Registry = Registry("multi-turn environment")
+REVEALS = ("digit", "board")
 
 
 def normalize_answer(text: str) -> str:
@@ -137,12 +141,15 @@ class SearchEnv:
 
     name = "search"
 
-    def __init__(self, length: int = 3, max_turns: int = 5, skip_prob: float = 0.3, redundant_prob: float = 0.25):
+    def __init__(self, length: int = 3, max_turns: int = 5, skip_prob: float = 0.3, redundant_prob: float = 0.25,
+                 reveal: str = "digit"):
         if not 1 <= length <= 9:
             raise ConfigError(f"search: length = {length} is not allowed: must be 1..9 (one-digit positions)")
         if max_turns < 1:
             raise ConfigError(f"search: max_turns = {max_turns} is not allowed: must be >= 1")
-        self.length, self.max_turns = length, max_turns
+        if reveal not in REVEALS:
+            raise ConfigError(f"search: reveal = {reveal!r} is not allowed: use one of {', '.join(REVEALS)}")
+        self.length, self.max_turns, self.reveal = length, max_turns, reveal
         self.skip_prob, self.redundant_prob = skip_prob, redundant_prob
         self.prompt = f"code{length}:"
 
@@ -162,10 +169,24 @@ class SearchEnv:
         if text.startswith("!"):
             correct = text[1:] == problem.answer
             return Turn("", True, True, correct, text)
-        if len(text) == 2 and text[0] == "?" and text[1].isdigit() and 1 <= int(text[1]) <= self.length:
-            digit = problem.answer[int(text[1]) - 1]
-            return Turn("" if last else f"={digit}", last, False, False, text)
+        position = self._position(text)
+        if position is not None:
+            seen = {p for p in map(self._position, history) if p is not None} | {position}
+            return Turn("" if last else self._observe(problem.answer, position, seen), last, False, False, text)
         return Turn("" if last else "=?", last, False, False, None, {"invalid": True})
+
+    def _position(self, action: str) -> int | None:
+        """The queried position of a well-formed query `?k`, else None."""
+        text = action.strip()
+        if len(text) == 2 and text[0] == "?" and text[1].isdigit() and 1 <= int(text[1]) <= self.length:
+            return int(text[1])
+        return None
+
+    def _observe(self, code: str, position: int, seen: set[int]) -> str:
+        """`=7` (the queried digit) or, with reveal = 'board', `=_7_`: every digit found so far in place."""
+        if self.reveal == "digit":
+            return f"={code[position - 1]}"
+        return "=" + "".join(code[p - 1] if p in seen else "_" for p in range(1, self.length + 1))
 
     def answer_action(self, problem: Problem) -> str:
         return "!" + problem.answer
@@ -182,7 +203,7 @@ class SearchEnv:
                 plan.append(rng.choice(plan))
         plan = plan[:self.max_turns - 1]
         seen = {p: problem.answer[p - 1] for p in plan}
-        turns = [(f"?{p}", f"={problem.answer[p - 1]}") for p in plan]
+        turns = [(f"?{p}", self._observe(problem.answer, p, set(plan[:k + 1]))) for k, p in enumerate(plan)]
         guess = "".join(seen.get(p, str(rng.randrange(10))) for p in range(1, self.length + 1))
         return turns + [("!" + guess, "")]
 

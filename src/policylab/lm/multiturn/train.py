@@ -61,13 +61,23 @@ class EnvConfig(Config):
     """retry: the verifiable task (or mix) of the questions."""
     code_length: int = param(3, ge=1, le=9)
     """search: digits of the hidden code."""
+    reveal: str = param("digit", choices=("digit", "board"))
+    """search: a query shows its digit (`=7`) or every digit found so far in place (`=_7_`)."""
     max_turns: int = param(5, gt=0)
     """T: agent turns per episode at most."""
+
+    def check_turn_budget(self) -> None:
+        """A search answer `!` + the code + EOS must fit one turn, or every episode ends cut off."""
+        need = self.code_length + 2
+        budget = getattr(self, "max_new_tokens", need)
+        if self.env == "search" and budget < need:
+            raise ConfigError(f"{type(self).__name__}.max_new_tokens = {budget} is not allowed with code_length = "
+                              f"{self.code_length}: the answer turn needs {need} tokens (!, the digits, EOS)")
 
     def make_env(self, **demo_noise: float) -> MultiTurnEnv:
         if self.env == "retry":
             return RetryEnv(self.env_task, self.max_turns, **demo_noise)
-        return SearchEnv(self.code_length, self.max_turns, **demo_noise)
+        return SearchEnv(self.code_length, self.max_turns, reveal=self.reveal, **demo_noise)
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,7 @@ class MultiTurnConfig(RLVRConfig, EnvConfig):
 
     def check(self) -> None:
         super().check()
+        self.check_turn_budget()
         if self.episode_reward not in EPISODE_REWARDS:
             raise ConfigError(f"{type(self).__name__}.episode_reward = {self.episode_reward!r} is not allowed: "
                               f"known episode rewards: {', '.join(EPISODE_REWARDS.names())}")
