@@ -93,3 +93,7 @@ BASE_MODELS.add("tiny-retry", DemonstrationPretrainConfig(
 BASE_MODELS.add("tiny-search", DemonstrationPretrainConfig(
     env="search", code_length=3, max_turns=5, n_layer=2, n_head=2, d_model=64, block_size=64, max_new_tokens=6,
     max_steps=3000, target_pass=0.3, eval_every=100, eval_prompts=100))
+BASE_MODELS.add("tiny-search-long", DemonstrationPretrainConfig(
+    env="search", code_length=5, max_turns=8, reveal="board", n_layer=2, n_head=2, d_model=64, block_size=96,
+    max_new_tokens=8, max_steps=3000, target_pass=0.3, eval_every=100, eval_prompts=100, skip_prob=0.2,
+    redundant_prob=0.3))
