@@ -98,3 +98,23 @@ def test_clear_errors(tmp_path):
                  {"env_id": "Pendulum-v1", "ref_min_score": 0.0, "ref_max_score": 1.0})
     with pytest.raises(DatasetError, match="5-dim observations"):
         export_minari(tmp_path / "wide", "wide-v0", root=tmp_path / "m")
+
+
+def test_a_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    """The dataset is built in a staging folder and renamed into place: a crash mid-export leaves neither
+    a half-written dataset under its id nor the staging folder."""
+    meta = {"env_id": "Pendulum-v1", "ref_min_score": -1.0, "ref_max_score": 0.0}
+    save_dataset(tmp_path / "orig", [episode(4, 3, terminated=True, seed=1)], meta)
+    real = minari.create_dataset_from_buffers
+
+    def crash_after_writing(*args, **kwargs):
+        real(*args, **kwargs)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(minari, "create_dataset_from_buffers", crash_after_writing)
+    with pytest.raises(OSError, match="disk full"):
+        export_minari(tmp_path / "orig", "toy-v0", root=tmp_path / "minari")
+    assert list((tmp_path / "minari").iterdir()) == []
+    monkeypatch.setattr(minari, "create_dataset_from_buffers", real)
+    exported = export_minari(tmp_path / "orig", "toy-v0", root=tmp_path / "minari")
+    assert exported.total_episodes == 1 and [p.name for p in (tmp_path / "minari").iterdir()] == ["toy-v0"]

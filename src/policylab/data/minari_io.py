@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from policylab.core.atomic import fsync_dir
 from policylab.data.format import DatasetError, Episode, OfflineData, episodes_of, load_dataset, save_dataset
 
 # metadata that save_dataset computes from the episodes; everything else travels under "policylab"
@@ -95,7 +98,9 @@ def _episode_buffer(index: int, episode: Episode, obs_space, act_space):
 def export_minari(dataset: OfflineData | str | Path, dataset_id: str, *, root: str | Path | None = None):
     """Write a policylab dataset as the local Minari dataset `dataset_id` under `root` (default: Minari's own).
 
-    Returns the `minari.MinariDataset`. Refuses to overwrite an existing dataset.
+    Returns the `minari.MinariDataset`. Refuses to overwrite an existing dataset. The dataset is built in a
+    hidden staging folder of the same store, its files fsynced, then renamed into place: a killed export
+    leaves no half-written dataset under `dataset_id`.
     """
     minari = _minari()
     data = dataset if isinstance(dataset, OfflineData) else load_dataset(dataset)
@@ -104,27 +109,51 @@ def export_minari(dataset: OfflineData | str | Path, dataset_id: str, *, root: s
     with _datasets_root(root):
         from minari.storage.datasets_root_dir import get_dataset_path
 
-        if get_dataset_path(dataset_id).exists():
-            raise DatasetError(f"Minari dataset {dataset_id!r} already exists at {get_dataset_path(dataset_id)}; "
-                               "delete it (minari.delete_dataset) or export under a new id or version")
-        buffers = [_episode_buffer(i, ep, obs_space, act_space) for i, ep in enumerate(episodes_of(data))]
-        with warnings.catch_warnings():
-            # Minari asks for author, code link, eval env...: provenance policylab keeps under "policylab"
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"minari\.utils")
-            try:
-                created = minari.create_dataset_from_buffers(
-                    dataset_id, buffers, observation_space=obs_space, action_space=act_space,
-                    description=f"Exported from policylab dataset {meta.get('name', meta['env_id'])!r}",
-                    data_format="arrow")
-            except ValueError as err:  # a malformed id
-                raise DatasetError(f"Minari dataset {dataset_id!r}: {err}") from None
-        # set afterwards: passed to create_dataset_from_buffers they would make the env again (and need it makeable)
-        extra = {"ref_min_score": float(meta["ref_min_score"]), "ref_max_score": float(meta["ref_max_score"]),
-                 "policylab": {k: v for k, v in meta.items() if k not in DERIVED_METADATA}}
-        if spec is not None:
-            extra["env_spec"] = spec.to_json()
-        created.storage.update_metadata(extra)
-        return minari.MinariDataset(created.storage.data_path)  # re-read: MinariDataset caches its metadata
+        final = get_dataset_path(dataset_id)
+        if final.exists():
+            raise DatasetError(f"Minari dataset {dataset_id!r} already exists at {final}; delete it "
+                               "(minari.delete_dataset) or export under a new id or version")
+        staging = Path(tempfile.mkdtemp(prefix=".policylab-export-", dir=get_dataset_path()))
+    try:
+        with _datasets_root(staging):
+            _create_minari(minari, data, dataset_id, spec, obs_space, act_space)
+        built = staging / dataset_id
+        for path in sorted(built.rglob("*")):
+            if path.is_file():
+                _fsync_file(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(built, final)
+        fsync_dir(final.parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return minari.MinariDataset(final / "data")
+
+
+def _create_minari(minari: Any, data: OfflineData, dataset_id: str, spec: Any, obs_space: Any, act_space: Any) -> None:
+    """Build the Minari dataset in the current store (MINARI_DATASETS_PATH) with policylab's metadata."""
+    meta = data.metadata
+    buffers = [_episode_buffer(i, ep, obs_space, act_space) for i, ep in enumerate(episodes_of(data))]
+    with warnings.catch_warnings():
+        # Minari asks for author, code link, eval env...: provenance policylab keeps under "policylab"
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"minari\.utils")
+        try:
+            created = minari.create_dataset_from_buffers(
+                dataset_id, buffers, observation_space=obs_space, action_space=act_space,
+                description=f"Exported from policylab dataset {meta.get('name', meta['env_id'])!r}",
+                data_format="arrow")
+        except ValueError as err:  # a malformed id
+            raise DatasetError(f"Minari dataset {dataset_id!r}: {err}") from None
+    # set afterwards: passed to create_dataset_from_buffers they would make the env again (and need it makeable)
+    extra = {"ref_min_score": float(meta["ref_min_score"]), "ref_max_score": float(meta["ref_max_score"]),
+             "policylab": {k: v for k, v in meta.items() if k not in DERIVED_METADATA}}
+    if spec is not None:
+        extra["env_spec"] = spec.to_json()
+    created.storage.update_metadata(extra)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 # -- import --------------------------------------------------------------------------------------
