@@ -107,3 +107,32 @@ def test_bad_fields_are_named():
         RECConfig(rec_weight="is")
     with pytest.raises(ConfigError, match="RECConfig"):
         GRPOConfig(loss="rec")
+
+
+def test_red_drop_balances_each_group_and_recentres_on_the_kept():
+    torch.manual_seed(0)
+    rewards = torch.tensor([[1.0, 0, 0, 0, 0, 0],     # 1 positive, 5 negatives: 4 dropped
+                            [1.0, 1, 0, 0, 0, 0],     # 2 vs 4: 2 dropped
+                            [1.0, 1, 1, 0, 0, 0],     # balanced: none dropped
+                            [1.0, 1, 1, 1, 1, 0],     # more positives: none dropped
+                            [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]])  # all equal: all positive, advantage 0
+    metrics = {}
+    adv = ADVANTAGES.get("red_drop")(rewards, metrics=metrics)
+    kept = adv != 0
+    assert kept[0].sum() == 2 and adv[0, 0] == 0.5 and (adv[0, 1:][kept[0, 1:]] == -0.5).all()
+    assert kept[1].sum() == 4 and torch.equal(adv[1, :2], torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(adv[2], torch.tensor([0.5, 0.5, 0.5, -0.5, -0.5, -0.5]))
+    torch.testing.assert_close(adv[3], rewards[3] - rewards[3].mean())
+    assert (adv[4] == 0).all()
+    assert float(metrics["red/drop_frac"]) == pytest.approx(6 / 30)
+    # which negatives go is random: over many draws every negative of the first group is kept sometimes
+    hits = sum((ADVANTAGES.get("red_drop")(rewards[:1]) != 0)[0, 1:].int() for _ in range(200))
+    assert (hits > 0).all()
+
+
+def test_red_configs_pick_the_unmasked_reinforce_form():
+    from policylab.lm import REDDropConfig, REDWeightConfig
+
+    drop, weight = REDDropConfig(), REDWeightConfig()
+    assert (drop.advantage, drop.rec_mask, drop.rec_weight) == ("red_drop", "none", "none")
+    assert (weight.advantage, weight.rec_mask, weight.rec_weight) == ("dr_grpo", "none", "advantage")

@@ -11,7 +11,7 @@ from policylab.lm.lite_ppo import LitePPOConfig
 from policylab.lm.losses.bapo import BAPOConfig
 from policylab.lm.losses.bnpo import BNPOConfig
 from policylab.lm.losses.nft import NFTConfig, RFTConfig
-from policylab.lm.losses.rec import AsymREConfig, OPMDConfig, RECConfig
+from policylab.lm.losses.rec import AsymREConfig, OPMDConfig, RECConfig, REDDropConfig, REDWeightConfig
 from policylab.lm.losses.thr import THRConfig
 from policylab.lm.multiturn import MultiTurnConfig, train_multiturn
 from policylab.lm.multiturn.empg import EMPGConfig
@@ -37,6 +37,8 @@ _add("bapo", BAPOConfig, "clip bounds searched each step so positive tokens carr
 _add("rec", RECConfig, "group-relative REINFORCE with clipping as token masking (REC)")
 _add("opmd", OPMDConfig, "group-relative REINFORCE + squared log-ratio regularizer (OPMD)")
 _add("asymre", AsymREConfig, "group-relative REINFORCE with a shifted baseline (AsymRE)")
+_add("red_drop", REDDropConfig, "group-relative REINFORCE on groups rebalanced by dropping surplus negatives (RED)")
+_add("red_weight", REDWeightConfig, "group-relative REINFORCE with responses weighted by exp(A / temp) (RED)")
 _add("nft", NFTConfig, "negative-aware fine-tuning: likelihood of an implicit negative policy")
 _add("rft", RFTConfig, "rejection-sampling fine-tuning: likelihood of correct answers only")
 
@@ -63,5 +65,5 @@ ALGORITHMS.add("iq_lm", AlgorithmSpec("iq_lm", IQLMConfig, train_iq_lm, "IQLearn
 
 __all__ = ["DPO", "IQLM", "RLVR", "AsymREConfig", "BAPOConfig", "BNPOConfig", "DAPOConfig", "DPOConfig", "DrGRPOConfig",
            "GRPOConfig", "GSPOConfig", "IQLMConfig", "LitePPOConfig", "MultiTurnConfig", "NFTConfig", "OPMDConfig",
-           "RECConfig", "RFTConfig", "RLVRConfig", "UFOConfig", "train_dpo", "train_iq_lm", "train_multiturn",
-           "train_rlvr"]
+           "RECConfig", "REDDropConfig", "REDWeightConfig", "RFTConfig", "RLVRConfig", "UFOConfig", "train_dpo",
+           "train_iq_lm", "train_multiturn", "train_rlvr"]

@@ -20,6 +20,10 @@ samples come from pi_theta, so it is off-policy by nature provided the update is
   the Kimi paper absorbed into c as Trinity-RFT does.
 - AsymRE: a shifted baseline A_i = R_i - (mean_j R_j + delta), delta < 0; on sampled data this equals
   REINFORCE plus |delta| log pi_theta, a forward-KL pull toward the behaviour policy.
+- RED (shape the data instead of regularizing the update): RED-Drop drops surplus negatives so each
+  group holds as many below-mean as at-or-above-mean responses (advantage `red_drop`); RED-Weight
+  weights responses by exp(A / temp) (weight `advantage`). Both use no mask, as Trinity-RFT's
+  example configs do.
 
 GRPO is one-side + IS + std-normalized advantages; plain REINFORCE is none / NoIS.
 
@@ -84,6 +88,41 @@ class AsymREConfig(RECConfig):
     advantage: str = "asymre"
     rec_mask: str = "none"
     asymre_shift: float = -0.1
+
+
+@dataclass(frozen=True)
+class REDDropConfig(RECConfig):
+    """RED-Drop: plain group-relative REINFORCE on groups rebalanced by dropping surplus negatives."""
+
+    advantage: str = "red_drop"
+    rec_mask: str = "none"
+
+
+@dataclass(frozen=True)
+class REDWeightConfig(RECConfig):
+    """RED-Weight: plain group-relative REINFORCE with each response weighted by exp(A / temp)."""
+
+    rec_mask: str = "none"
+    rec_weight: str = "advantage"
+
+
+@ADVANTAGES.register("red_drop")
+def balanced_drop_advantage(rewards: torch.Tensor, metrics: dict | None = None, **_) -> torch.Tensor:
+    """RED-Drop (Trinity-RFT `rec_advantage.py`, drop = "balance"): in a group with more negatives
+    (R below the group mean) than positives (R at or above it), drop randomly chosen negatives until
+    the two counts match; dropped responses get advantage 0 and the baseline is the mean of the kept
+    rewards, A_i = R_i - mean_kept. Random choices use torch's global generator (seeded, checkpointed)."""
+    mean = rewards.mean(1, keepdim=True)
+    positive = rewards >= mean
+    surplus = ((~positive).sum(1) - positive.sum(1)).clamp(min=0)
+    # a random rank among each group's negatives; positives rank last so they are never dropped
+    scores = torch.rand(rewards.shape, device=rewards.device).masked_fill(positive, float("inf"))
+    rank = scores.argsort(1).argsort(1)
+    keep = ~((~positive) & (rank < surplus.unsqueeze(1)))
+    kept_mean = (rewards * keep).sum(1, keepdim=True) / keep.sum(1, keepdim=True)
+    if metrics is not None:
+        metrics["red/drop_frac"] = (~keep).float().mean()
+    return (rewards - kept_mean) * keep
 
 
 @ADVANTAGES.register("asymre")
