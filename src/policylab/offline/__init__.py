@@ -12,8 +12,10 @@ from policylab.offline.discrete_cql import DiscreteCQL, DiscreteCQLConfig
 from policylab.offline.dqn import OfflineDQN, OfflineDQNConfig
 from policylab.offline.iql import IQL, IQLConfig
 from policylab.offline.mbrcsl import MBRCSLConfig, train_mbrcsl
+from policylab.offline.obs_history import ObsHistoryConfig, train_obs_history
 from policylab.offline.odice import ODICE, ODICEConfig
 from policylab.offline.rcsl import RCSL, RCSLConfig
+from policylab.offline.rl_vlm_f import RLVLMFConfig, train_rl_vlm_f
 from policylab.offline.ssorl import SSORLConfig, train_ssorl
 from policylab.offline.td3_bc import TD3BC, TD3BCConfig
 from policylab.offline.train import OfflineConfig, train_offline
@@ -52,6 +54,11 @@ ALGORITHMS.add("mbrcsl", AlgorithmSpec("mbrcsl", MBRCSLConfig, train_mbrcsl,
                                        "model-based RCSL: rollouts of a diffusion behaviour policy in a dynamics "
                                        "ensemble, the ones above the data's best train RCSL", "offline", "stitch-maze",
                                        None, default_steps=10_000))
+ALGORITHMS.add("rl_vlm_f", AlgorithmSpec("rl_vlm_f", RLVLMFConfig, train_rl_vlm_f,
+                                        "preference labels from a (stand-in) VLM, a Bradley-Terry reward "
+                                        "ensemble, relabel, then an offline algorithm", "offline", "pendulum-mix10",
+                                        None, default_steps=10_000))
+ALGORITHMS.add("obs_history", AlgorithmSpec("obs_history", ObsHistoryConfig, train_obs_history, "IQL on a GRU history encoder with a bisimulation loss, on a partially observed dataset", "offline", "pendulum-mix10", None, default_steps=10_000))  # noqa: E501
 
 __all__ = ["BC", "BCConfig", "CDSAConfig", "CQL", "CQLConfig", "DiscreteCQL", "DiscreteCQLConfig", "IQL",
            "IQLConfig", "MBRCSLConfig", "ODICE", "ODICEConfig", "OfflineConfig", "OfflineDQN", "OfflineDQNConfig",

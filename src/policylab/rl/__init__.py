@@ -5,6 +5,7 @@ from functools import partial
 from policylab.core.algorithm import AlgorithmSpec
 from policylab.core.registry import ALGORITHMS
 from policylab.rl.dqn import DQN, DQNConfig
+from policylab.rl.iwocs import IWOCSConfig, train_iwocs
 from policylab.rl.mdpo import MDPO, MDPOConfig, MDPOOff, MDPOOffConfig
 from policylab.rl.policy_io import load_policy, save_policy
 from policylab.rl.ppo import PPO, PPOConfig
@@ -26,6 +27,9 @@ ALGORITHMS.add("dqn", AlgorithmSpec("dqn", DQNConfig, partial(train_online, DQN)
                                     "rl", "CartPole-v1", DQN))
 ALGORITHMS.add("td3", AlgorithmSpec("td3", TD3Config, partial(train_online, TD3), "twin delayed DDPG",
                                     "rl", "Pendulum-v1", TD3))
+ALGORITHMS.add("iwocs", AlgorithmSpec("iwocs", IWOCSConfig, train_iwocs, "incremental worst-case search: TD3 on worst "
+                                      "models found so far, robust policy by the min over their critics", "rl",
+                                      "Pendulum-v1", None, 15_000))
 
 __all__ = ["DQN", "DQNConfig", "MDPO", "MDPOConfig", "MDPOOff", "MDPOOffConfig", "PPO", "PPOConfig", "SAC",
            "SACConfig", "TD3", "TD3Config", "load_policy", "save_policy", "train_online"]
