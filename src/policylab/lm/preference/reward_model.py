@@ -21,13 +21,13 @@ from typing import Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from policylab.core.config import Config, param
 from policylab.core.errors import ConfigError
 from policylab.core.nn import mlp
 from policylab.core.stats import spearman
+from policylab.data.preferences import bradley_terry_loss as preference_loss
 from policylab.lm.policy import CausalPolicy, position_ids_from_mask
 from policylab.lm.preference.data import PreferencePairs
 from policylab.lm.pretrain import teacher_forced_batch
@@ -40,13 +40,9 @@ class RewardModel(Protocol):
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """-log sigmoid(r_w - r_l), averaged over pairs (reduction "mean") or per pair ("none")."""
-    loss = F.softplus(rejected - chosen)
-    if reduction == "none":
-        return loss
-    if reduction != "mean":
-        raise ConfigError(f"reduction = {reduction!r} is not allowed: 'mean' or 'none'")
-    return loss.mean()
+    """-log sigmoid(r_w - r_l), averaged over pairs (reduction "mean") or per pair ("none"): the general
+    Bradley-Terry loss of `policylab.data.preferences` with every label saying "chosen wins"."""
+    return preference_loss(chosen, rejected, torch.ones_like(chosen), reduction)
 
 
 class VerifierReward:
