@@ -147,17 +147,19 @@ class TanhGaussianHead(nn.Module):
         return normal_log_prob - log_det
 
 
-def adam(params, lr: float, **kwargs) -> torch.optim.Adam:
-    """Adam with the fused kernel (one pass over all tensors) where torch has it, else foreach.
+def adam(params, lr: float, *, decoupled: bool = False, **kwargs) -> torch.optim.Optimizer:
+    """Adam (AdamW when `decoupled`, its weight decay kept out of the moments) with the fused kernel (one pass over
+    all tensors) where torch has it, else foreach.
 
     With small networks an optimizer step is dominated by per-tensor dispatch; the fused CPU
     kernel removes most of it.
     """
     params = list(params)
+    kind = torch.optim.AdamW if decoupled else torch.optim.Adam
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True, **kwargs)
+        return kind(params, lr=lr, fused=True, **kwargs)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, foreach=True, **kwargs)
+        return kind(params, lr=lr, foreach=True, **kwargs)
 
 
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:

@@ -25,6 +25,7 @@ from policylab.experiments import (  # noqa: F401
     obs_history,
     odice,
     offline_baselines,
+    oppo,
     parl,
     policy_cliff,
     quickstart,

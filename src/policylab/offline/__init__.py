@@ -14,6 +14,7 @@ from policylab.offline.iql import IQL, IQLConfig
 from policylab.offline.mbrcsl import MBRCSLConfig, train_mbrcsl
 from policylab.offline.obs_history import ObsHistoryConfig, train_obs_history
 from policylab.offline.odice import ODICE, ODICEConfig
+from policylab.offline.oppo import OPPO, OPPOConfig, train_oppo
 from policylab.offline.rcsl import RCSL, RCSLConfig
 from policylab.offline.rl_vlm_f import RLVLMFConfig, train_rl_vlm_f
 from policylab.offline.ssorl import SSORLConfig, train_ssorl
@@ -58,9 +59,14 @@ ALGORITHMS.add("rl_vlm_f", AlgorithmSpec("rl_vlm_f", RLVLMFConfig, train_rl_vlm_
                                         "preference labels from a (stand-in) VLM, a Bradley-Terry reward "
                                         "ensemble, relabel, then an offline algorithm", "offline", "pendulum-mix10",
                                         None, default_steps=10_000))
+ALGORITHMS.add("oppo", AlgorithmSpec("oppo", OPPOConfig, train_oppo,
+                                     "preference-guided policy: segment encoder, z-conditioned policy by hindsight "
+                                     "information matching, a free optimal context z* by a triplet loss",
+                                     "offline", "pendulum-mix10", OPPO, default_steps=10_000))
 ALGORITHMS.add("obs_history", AlgorithmSpec("obs_history", ObsHistoryConfig, train_obs_history, "IQL on a GRU history encoder with a bisimulation loss, on a partially observed dataset", "offline", "pendulum-mix10", None, default_steps=10_000))  # noqa: E501
 
 __all__ = ["BC", "BCConfig", "CDSAConfig", "CQL", "CQLConfig", "DiscreteCQL", "DiscreteCQLConfig", "IQL",
-           "IQLConfig", "MBRCSLConfig", "ODICE", "ODICEConfig", "OfflineConfig", "OfflineDQN", "OfflineDQNConfig",
-           "RCSL", "RCSLConfig", "SSORLConfig", "TD3BC", "TD3BCConfig", "train_cdsa", "train_mbrcsl", "train_offline",
-           "train_ssorl"]
+           "IQLConfig", "MBRCSLConfig", "ODICE", "ODICEConfig", "OPPO", "OPPOConfig", "ObsHistoryConfig",
+           "OfflineConfig", "OfflineDQN", "OfflineDQNConfig", "RCSL", "RCSLConfig", "RLVLMFConfig", "SSORLConfig",
+           "TD3BC", "TD3BCConfig", "train_cdsa", "train_mbrcsl", "train_obs_history", "train_offline", "train_oppo",
+           "train_rl_vlm_f", "train_ssorl"]

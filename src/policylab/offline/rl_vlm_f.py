@@ -111,26 +111,43 @@ class RewardEnsemble(torch.nn.Module):
         return torch.tanh(self.net((obs - self.mean) / self.std)).squeeze(-1)
 
 
-def fit_reward(items: torch.Tensor, pairs: LabelledPairs, cfg: RLVLMFConfig, seed: int
-               ) -> tuple[RewardEnsemble, dict[str, float]]:
-    """Bradley-Terry fit of every member on minibatches of the labelled pairs (each its own draw)."""
+def item_scores(model: RewardEnsemble, items: torch.Tensor, index: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+    """[N, B] member scores of items[index] (index [N, B]): r_psi of single observations (items [M, d]), or
+    of segments (items [M, K, d]) the sum over the K steps of r_psi, steps where mask [M, K] is 0 left out."""
+    x = items[index]
+    if items.dim() == 2:
+        return model(x)
+    n, b, k, d = x.shape
+    r = model(x.reshape(n, b * k, d)).reshape(n, b, k)
+    return (r if mask is None else r * mask[index]).sum(-1)
+
+
+def fit_reward(items: torch.Tensor, pairs: LabelledPairs, cfg: RLVLMFConfig, seed: int,
+               mask: torch.Tensor | None = None) -> tuple[RewardEnsemble, dict[str, float]]:
+    """Bradley-Terry fit of every member on minibatches of the labelled pairs (each its own draw). Items are
+    single observations [M, d] or segments [M, K, d] scored by their summed per-step reward (PEBBLE's and
+    Preference Transformer's MLP form), `mask` [M, K] marking the steps that exist."""
     if len(pairs) == 0:
         raise ConfigError("no labelled pairs to fit a reward model on")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = RewardEnsemble(items.shape[1], cfg.reward_hidden, cfg.ensemble, items.mean(0),
-                           items.std(0).clamp(min=1e-3))
+    steps = items.reshape(-1, items.shape[-1]) if mask is None else items[mask > 0]
+    model = RewardEnsemble(items.shape[-1], cfg.reward_hidden, cfg.ensemble, steps.mean(0),
+                           steps.std(0).clamp(min=1e-3))
     opt = adam(model.parameters(), cfg.reward_lr)
     batch = min(cfg.reward_batch_size, len(pairs))
     for _ in range(cfg.reward_steps):
         rows = torch.randint(len(pairs), (cfg.ensemble, batch), generator=generator)
-        r1, r2 = model(items[pairs.first[rows]]), model(items[pairs.second[rows]])
+        r1, r2 = item_scores(model, items, pairs.first[rows], mask), item_scores(model, items, pairs.second[rows], mask)
         loss = bradley_terry_loss(r1, r2, pairs.labels[rows]) * cfg.ensemble  # a sum over members
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     with torch.no_grad():
-        r1, r2 = model(items[pairs.first]), model(items[pairs.second])
+        every = (cfg.ensemble, len(pairs))
+        r1 = item_scores(model, items, pairs.first.expand(every), mask)
+        r2 = item_scores(model, items, pairs.second.expand(every), mask)
         accuracy = ((r1 > r2).float() == pairs.labels).float().mean()
     return model, {"reward_loss": float(loss.detach()) / cfg.ensemble, "reward_train_accuracy": float(accuracy)}
 
