@@ -45,14 +45,21 @@ def history_windows(table: torch.Tensor, end: torch.Tensor, first: torch.Tensor,
 
 class HistoryWindows(UniformTransitions):
     """Uniform transitions with their histories: `histories` h_t and `next_histories` h_{t+1}, [B, H, F] each,
-    besides the usual transition keys."""
+    besides the usual transition keys and the rows of each `extra` tensor [N, ...] (per-transition values such as
+    privileged knowledge, drawn with the same indices)."""
 
-    def __init__(self, data: OfflineData, batch_size: int, length: int, seed: int = 0, previous_action: bool = True):
+    def __init__(self, data: OfflineData, batch_size: int, length: int, seed: int = 0, previous_action: bool = True,
+                 extra: dict[str, torch.Tensor] | None = None):
         if length <= 0:
             raise ConfigError(f"HistoryWindows: length = {length} is not allowed: must be >= 1 step")
         super().__init__(data, batch_size, seed)
         self.length = length
         self.table, self.row, self.first = history_table(data, previous_action)
+        self.extra = dict(extra or {})
+        for key, values in self.extra.items():
+            if len(values) != len(data):
+                raise ConfigError(f"HistoryWindows: extra[{key!r}] has {len(values)} rows, the data {len(data)} "
+                                  "transitions")
 
     def sample(self) -> dict[str, torch.Tensor]:
         i = self.indices()
@@ -61,4 +68,5 @@ class HistoryWindows(UniformTransitions):
         return {"observations": d.observations[i], "actions": d.actions[i], "rewards": d.rewards[i],
                 "next_observations": d.next_observations[i], "terminals": d.terminals[i], "timeouts": d.timeouts[i],
                 "histories": history_windows(self.table, end, first, self.length),
-                "next_histories": history_windows(self.table, end + 1, first, self.length)}
+                "next_histories": history_windows(self.table, end + 1, first, self.length),
+                **{key: values[i] for key, values in self.extra.items()}}

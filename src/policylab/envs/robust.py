@@ -146,6 +146,33 @@ def make_randomized_env(env_id: str, box: ParamBox, seed: int | None = None) -> 
     return DomainRandomization(make_param_env(env_id), env_id, box, seed)
 
 
+class ParamsInObservation(gym.ObservationWrapper):
+    """Appends the env's current parameters `names` (read through its family) to every observation: the
+    privileged knowledge e of a teacher or oracle, never of a deployable policy. Read after each reset, so
+    a `DomainRandomization` inside shows the model it just drew."""
+
+    def __init__(self, env: gym.Env, env_id: str, names: Sequence[str]):
+        super().__init__(env)
+        self.family, self.names = PARAM_FAMILIES.get(env_id), tuple(names)
+        unknown = [n for n in self.names if n not in self.family.nominal]
+        if unknown:
+            raise ConfigError(f"parameters {unknown!r} are not allowed for {env_id}: its parameters are "
+                              f"{', '.join(self.family.nominal)}")
+        space = env.observation_space
+        low = np.array([self.family.limits[n][0] for n in self.names], dtype=space.dtype)
+        high = np.array([self.family.limits[n][1] for n in self.names], dtype=space.dtype)
+        self.observation_space = gym.spaces.Box(np.concatenate([space.low, low]), np.concatenate([space.high, high]),
+                                                dtype=space.dtype)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        params = self.family.read(self.env, self.names)
+        return np.concatenate([observation, [params[n] for n in self.names]]).astype(observation.dtype)
+
+
+def make_privileged_randomized_env(env_id: str, box: ParamBox, seed: int | None = None) -> gym.Env:
+    return ParamsInObservation(make_randomized_env(env_id, box, seed), env_id, box.names)
+
+
 def _register(env_id: str, factory: Callable[[], gym.Env]) -> str:
     if env_id not in ENVIRONMENTS:
         ENVIRONMENTS.add(env_id, factory)
@@ -166,20 +193,36 @@ def randomized_env_id(env_id: str, box: ParamBox) -> str:
     return _register(f"{env_id}[dr:{tag}]", partial(make_randomized_env, env_id, box))
 
 
+def privileged_randomized_env_id(env_id: str, box: ParamBox) -> str:
+    """An id such as 'Pendulum-v1[dr+e:m=0.5~2.0,l=0.5~1.5]': the randomized env whose observations end with
+    the parameters it drew (a teacher's or oracle's input)."""
+    box.check_for(env_id)
+    tag = ",".join(f"{n}={lo!r}~{hi!r}" for n, lo, hi in zip(box.names, box.low, box.high, strict=True))
+    return _register(f"{env_id}[dr+e:{tag}]", partial(make_privileged_randomized_env, env_id, box))
+
+
 def rollout_returns(agent, envs: Sequence[gym.Env], seeds: Sequence[int]) -> tuple[np.ndarray, int]:
     """(returns [len(envs)], total env steps): one episode per env, env i reset with seeds[i], all envs
-    stepped as one batch through `agent.act(obs, deterministic=True)`."""
+    stepped as one batch through `agent.act(obs, deterministic=True)`. An agent with per-episode state (a
+    history policy) gets the evaluator's `reset(num_episodes)` / `observe(indices, rewards, dones)` hooks
+    (`policylab.envs.evaluate`)."""
     obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds, strict=True)])
     returns = np.zeros(len(envs))
     running = np.ones(len(envs), dtype=bool)
     steps = 0
+    observe = getattr(agent, "observe", None)
+    if hasattr(agent, "reset"):
+        agent.reset(len(envs))
     while running.any():
         live = np.flatnonzero(running)
         actions = agent.act(obs[live], True)
+        rewards = np.zeros(len(live))
         for j, i in enumerate(live):
-            obs[i], reward, terminated, truncated, _ = envs[i].step(actions[j])
-            returns[i] += reward
+            obs[i], rewards[j], terminated, truncated, _ = envs[i].step(actions[j])
+            returns[i] += rewards[j]
             running[i] = not (terminated or truncated)
+        if observe is not None:
+            observe(live, rewards, ~running[live])
         steps += len(live)
     return returns, steps
 
@@ -212,15 +255,18 @@ class GridEvaluation:
 
 
 def evaluate_grid(agent, env_id: str, names: Sequence[str], points: np.ndarray, episodes: int,
-                  seed: int) -> GridEvaluation:
+                  seed: int, observe_params: bool = False) -> GridEvaluation:
     """Deterministic returns of `agent` on every point, `episodes` each. Common random numbers: episode k
-    starts from the reset seed `seed + k` on every point, so cells differ only by their dynamics."""
+    starts from the reset seed `seed + k` on every point, so cells differ only by their dynamics.
+    `observe_params`: the agent also sees the point's parameters (`ParamsInObservation`; an oracle)."""
     if episodes < 1:
         raise ConfigError(f"episodes = {episodes} is not allowed: must be >= 1")
     points = np.atleast_2d(np.asarray(points, dtype=np.float64))
     if points.shape[1] != len(names):
         raise ConfigError(f"points have {points.shape[1]} columns, names = {tuple(names)!r} has {len(names)}")
     envs = [make_param_env(env_id, dict(zip(names, p, strict=True))) for p in points for _ in range(episodes)]
+    if observe_params:
+        envs = [ParamsInObservation(env, env_id, names) for env in envs]
     seeds = [seed + k for _ in points for k in range(episodes)]
     returns, steps = rollout_returns(agent, envs, seeds)
     for env in envs:

@@ -9,6 +9,7 @@ from policylab.experiments import (  # noqa: F401
     cdsa,
     dpo_q,
     empg,
+    hib,
     igpo,
     ild,
     iq_lm,

@@ -10,6 +10,7 @@ from policylab.offline.cdsa import CDSAConfig, train_cdsa
 from policylab.offline.cql import CQL, CQLConfig
 from policylab.offline.discrete_cql import DiscreteCQL, DiscreteCQLConfig
 from policylab.offline.dqn import OfflineDQN, OfflineDQNConfig
+from policylab.offline.hib import HIB, HIBConfig, train_hib
 from policylab.offline.iql import IQL, IQLConfig
 from policylab.offline.mbrcsl import MBRCSLConfig, train_mbrcsl
 from policylab.offline.obs_history import ObsHistoryConfig, train_obs_history
@@ -63,10 +64,15 @@ ALGORITHMS.add("oppo", AlgorithmSpec("oppo", OPPOConfig, train_oppo,
                                      "preference-guided policy: segment encoder, z-conditioned policy by hindsight "
                                      "information matching, a free optimal context z* by a triplet loss",
                                      "offline", "pendulum-mix10", OPPO, default_steps=10_000))
+ALGORITHMS.add("hib", AlgorithmSpec("hib", HIBConfig, train_hib,
+                                    "historical information bottleneck (offline adaptation): IQL on the observation "
+                                    "and a GRU history code shaped by KL to N(0, I) + InfoNCE with privileged e",
+                                    "offline", "pendulum-dr-teacher", HIB, default_steps=10_000))
 ALGORITHMS.add("obs_history", AlgorithmSpec("obs_history", ObsHistoryConfig, train_obs_history, "IQL on a GRU history encoder with a bisimulation loss, on a partially observed dataset", "offline", "pendulum-mix10", None, default_steps=10_000))  # noqa: E501
 
-__all__ = ["BC", "BCConfig", "CDSAConfig", "CQL", "CQLConfig", "DiscreteCQL", "DiscreteCQLConfig", "IQL",
+__all__ = ["BC", "BCConfig", "CDSAConfig", "CQL", "CQLConfig", "DiscreteCQL", "DiscreteCQLConfig", "HIB",
+           "HIBConfig", "IQL",
            "IQLConfig", "MBRCSLConfig", "ODICE", "ODICEConfig", "OPPO", "OPPOConfig", "ObsHistoryConfig",
            "OfflineConfig", "OfflineDQN", "OfflineDQNConfig", "RCSL", "RCSLConfig", "RLVLMFConfig", "SSORLConfig",
            "TD3BC", "TD3BCConfig", "train_cdsa", "train_mbrcsl", "train_obs_history", "train_offline", "train_oppo",
-           "train_rl_vlm_f", "train_ssorl"]
+           "train_hib", "train_rl_vlm_f", "train_ssorl"]
