@@ -121,20 +121,27 @@ def noisy_act(agent: Any, env_id: str, noise: float, seed: int) -> Callable[[np.
     return act
 
 
-def pendulum_references(progress: bool | None = None) -> dict[str, Any]:
-    """ref_min = uniform random policy, ref_max = deterministic expert, 100 episodes each; computed once."""
-    path = _behaviour_dir() / "pendulum-refs.json"
+def cached_references(path: Path, random_env: str, expert_env: str, expert: Callable[[], Any], seeds: tuple[int, int],
+                      source: str) -> dict[str, Any]:
+    """ref_min / ref_max: the mean return of 100 episodes of uniform random actions in `random_env` and of the
+    deterministic `expert()` in `expert_env` (reset seeds from seeds[0] and seeds[1]); computed once, kept at `path`."""
     if path.exists():
         return json.loads(path.read_text())
-    expert = pendulum_expert(progress)
-    rand = collect_episodes(PENDULUM, random_act(PENDULUM, 1000), 100, seed=1000)
-    best = collect_episodes(PENDULUM, lambda o: expert.act(o, True), 100, seed=2000)
+    agent = expert()
+    rand = collect_episodes(random_env, random_act(random_env, seeds[0]), 100, seed=seeds[0])
+    best = collect_episodes(expert_env, lambda o: agent.act(o, True), 100, seed=seeds[1])
     refs = {"ref_min_score": float(np.mean([e.ret for e in rand])),
-            "ref_max_score": float(np.mean([e.ret for e in best])),
-            "ref_source": "mean return over 100 episodes: uniform random actions (min), the deterministic SAC "
-                          "expert (max)"}
+            "ref_max_score": float(np.mean([e.ret for e in best])), "ref_source": source}
     atomic_write_json(path, refs)
     return refs
+
+
+def pendulum_references(progress: bool | None = None) -> dict[str, Any]:
+    """ref_min = uniform random policy, ref_max = deterministic expert, 100 episodes each; computed once."""
+    return cached_references(_behaviour_dir() / "pendulum-refs.json", PENDULUM, PENDULUM,
+                             lambda: pendulum_expert(progress), (1000, 2000),
+                             "mean return over 100 episodes: uniform random actions (min), the deterministic SAC "
+                             "expert (max)")
 
 
 def _pendulum_meta(progress: bool | None, **extra: Any) -> dict[str, Any]:

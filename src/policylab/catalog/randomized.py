@@ -9,15 +9,12 @@ observations.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import gymnasium
-import numpy as np
 
-from policylab.catalog.datasets import DatasetRecipe, _behaviour_dir, noisy_act, random_act
-from policylab.core.atomic import atomic_write_json
+from policylab.catalog.datasets import DatasetRecipe, _behaviour_dir, cached_references, noisy_act
 from policylab.core.registry import DATASETS
 from policylab.core.run import RunDir
 from policylab.data import save_dataset
@@ -52,20 +49,11 @@ def pendulum_dr_teacher(progress: bool | None = None) -> TD3:
 def pendulum_dr_references(progress: bool | None = None) -> dict[str, Any]:
     """ref_min = uniform random actions, ref_max = the deterministic teacher (which sees e), 100 episodes each of
     the randomized env; computed once."""
-    path = _behaviour_dir() / "pendulum-dr-refs.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    teacher = pendulum_dr_teacher(progress)
-    randomized = randomized_env_id(PENDULUM, PENDULUM_BOX)
-    privileged = privileged_randomized_env_id(PENDULUM, PENDULUM_BOX)
-    rand = collect_episodes(randomized, random_act(randomized, 1500), 100, seed=1500)
-    best = collect_episodes(privileged, lambda o: teacher.act(o, True), 100, seed=2500)
-    refs = {"ref_min_score": float(np.mean([e.ret for e in rand])),
-            "ref_max_score": float(np.mean([e.ret for e in best])),
-            "ref_source": "mean return over 100 randomized episodes: uniform random actions (min), the deterministic "
-                          "TD3 teacher that sees (m, l) (max)"}
-    atomic_write_json(path, refs)
-    return refs
+    return cached_references(_behaviour_dir() / "pendulum-dr-refs.json", randomized_env_id(PENDULUM, PENDULUM_BOX),
+                             privileged_randomized_env_id(PENDULUM, PENDULUM_BOX),
+                             lambda: pendulum_dr_teacher(progress), (1500, 2500),
+                             "mean return over 100 randomized episodes: uniform random actions (min), the "
+                             "deterministic TD3 teacher that sees (m, l) (max)")
 
 
 def build_pendulum_dr_teacher(path: Path, progress: bool | None) -> None:

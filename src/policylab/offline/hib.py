@@ -54,7 +54,7 @@ from policylab.data.privileged import (
     privileged_values,
     register_privileged_from_metadata,
 )
-from policylab.offline.history import HistoryEncoder, HistoryTracker
+from policylab.offline.history import HistoryEncoder, HistoryPolicy, HistoryTracker
 from policylab.offline.iql import IQL, IQLConfig
 from policylab.offline.train import Prepared, open_data, train_offline
 
@@ -125,7 +125,7 @@ class GaussianHistoryEncoder(torch.nn.Module):
         return mu, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
 
-class HIB:
+class HIB(HistoryPolicy):
     name = "hib"
 
     def __init__(self, prepared: Prepared, cfg: HIBConfig):
@@ -193,21 +193,16 @@ class HIB:
             weights = torch.exp(self.cfg.beta * advantage).clamp(max=self.cfg.max_weight)
         return iql.actor.weighted_nll(inputs, actions, weights)
 
-    # -- the deployable policy: (o_t, h_t) only, z = mu(h_t) ---------------------------------------------
-    def policy_reset(self, num_episodes: int) -> None:
-        self.tracker.reset(num_episodes)
-
-    def policy_observe(self, indices: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor) -> None:
-        self.tracker.observe(indices, dones)
-
-    @torch.no_grad()
+    # -- the deployable policy: (o_t, h_t) only, z = mu(h_t); reset / observe hooks: HistoryPolicy --------
     def policy_action(self, obs: torch.Tensor) -> torch.Tensor:
         if obs.shape[1] != self.obs_dim:
             raise ConfigError(f"hib policy: observations have {obs.shape[1]} columns, expected {self.obs_dim}")
-        mu, _ = self.encoder(self.tracker.push(obs))
-        action = self.iql.actor(torch.cat([obs, mu], 1))
-        self.tracker.record(action)
-        return action
+
+        def act(histories: torch.Tensor) -> torch.Tensor:
+            mu, _ = self.encoder(histories)
+            return self.iql.actor(torch.cat([obs, mu], 1))
+
+        return self.act_on_history(obs, act)
 
     def state_dict(self) -> dict[str, Any]:
         return {"iql": self.iql.state_dict(),

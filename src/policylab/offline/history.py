@@ -7,6 +7,8 @@ reset / observe hooks, so a policy sees at test time exactly the inputs it was t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -59,3 +61,22 @@ class HistoryTracker:
     def observe(self, indices: torch.Tensor | np.ndarray, dones: torch.Tensor | np.ndarray) -> None:
         indices, dones = torch.as_tensor(indices), torch.as_tensor(dones, dtype=torch.bool)
         self.live = indices[~dones]
+
+
+class HistoryPolicy:
+    """The deployable side of a history algorithm: the evaluator's reset / observe hooks keep one window per
+    episode in `self.tracker`; `act_on_history` feeds the live windows to the algorithm's own head."""
+
+    tracker: HistoryTracker
+
+    def policy_reset(self, num_episodes: int) -> None:
+        self.tracker.reset(num_episodes)
+
+    def policy_observe(self, indices: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor) -> None:
+        self.tracker.observe(indices, dones)
+
+    @torch.no_grad()
+    def act_on_history(self, obs: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        action = act(self.tracker.push(obs))
+        self.tracker.record(action)
+        return action

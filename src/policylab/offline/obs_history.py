@@ -35,7 +35,7 @@ from policylab.core.errors import ConfigError
 from policylab.core.nn import adam, soft_update
 from policylab.data.history import HistoryWindows
 from policylab.data.partial import partially_observed, register_from_metadata
-from policylab.offline.history import HistoryEncoder, HistoryTracker
+from policylab.offline.history import HistoryEncoder, HistoryPolicy, HistoryTracker
 from policylab.offline.iql import IQL, IQLConfig
 from policylab.offline.train import Prepared, open_data, train_offline
 
@@ -80,7 +80,7 @@ def bisimulation_loss(z: torch.Tensor, next_z_target: torch.Tensor, rewards: tor
     return (distance - target.detach()).pow(2).mean()
 
 
-class ObsHistory:
+class ObsHistory(HistoryPolicy):
     name = "obs_history"
 
     def __init__(self, prepared: Prepared, cfg: ObsHistoryConfig):
@@ -127,18 +127,9 @@ class ObsHistory:
         soft_update(self.encoder_target, self.encoder, cfg.encoder_tau)
         return {**metrics, "loss/bisim": bisim.detach(), "latent_norm": z.detach().abs().sum(-1).mean()}
 
-    # -- the policy, with a window per evaluation episode ----------------------------------------------
-    def policy_reset(self, num_episodes: int) -> None:
-        self.tracker.reset(num_episodes)
-
-    def policy_observe(self, indices: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor) -> None:
-        self.tracker.observe(indices, dones)
-
-    @torch.no_grad()
+    # -- the policy, with a window per evaluation episode (reset / observe hooks: HistoryPolicy) -----------
     def policy_action(self, obs: torch.Tensor) -> torch.Tensor:
-        action = self.iql.actor(self.encoder(self.tracker.push(obs)))
-        self.tracker.record(action)
-        return action
+        return self.act_on_history(obs, lambda histories: self.iql.actor(self.encoder(histories)))
 
     def state_dict(self) -> dict[str, Any]:
         return {"iql": self.iql.state_dict(), "encoder": self.encoder.state_dict(),
