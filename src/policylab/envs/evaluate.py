@@ -27,12 +27,23 @@ def episode_returns(agent: Actor, env_id: str, episodes: int = 10, seed: int = 1
     envs = [make_env(env_id) for _ in range(episodes)]
     if start_noise > 0:
         envs = [PerturbedStart(env, start_noise) for env in envs]
-    obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
-    returns = np.zeros(episodes)
-    running = np.ones(episodes, dtype=bool)
+    returns, _ = run_episodes(agent, envs, [seed + i for i in range(episodes)], deterministic)
+    for env in envs:
+        env.close()
+    return returns
+
+
+def run_episodes(agent: Actor, envs: list[gymnasium.Env], seeds: list[int], deterministic: bool = True
+                 ) -> tuple[np.ndarray, int]:
+    """(returns [len(envs)], env steps taken): one episode per env, env i reset with seeds[i], all live
+    episodes stepped as one batch, the agent's reset / observe hooks called as the module says."""
+    obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds, strict=True)])
+    returns = np.zeros(len(envs))
+    running = np.ones(len(envs), dtype=bool)
+    steps = 0
     observe = getattr(agent, "observe", None)
     if hasattr(agent, "reset"):
-        agent.reset(episodes)
+        agent.reset(len(envs))
     while running.any():
         live = np.flatnonzero(running)
         actions = agent.act(obs[live], deterministic)
@@ -43,9 +54,8 @@ def episode_returns(agent: Actor, env_id: str, episodes: int = 10, seed: int = 1
             running[i] = not (terminated or truncated)
         if observe is not None:
             observe(live, rewards, ~running[live])
-    for env in envs:
-        env.close()
-    return returns
+        steps += len(live)
+    return returns, steps
 
 
 def evaluate_policy(agent: Actor, env_id: str, episodes: int = 10, seed: int = 10_000,

@@ -20,6 +20,7 @@ import numpy as np
 
 from policylab.core.errors import ConfigError
 from policylab.core.registry import ENVIRONMENTS, Registry
+from policylab.envs.evaluate import run_episodes
 from policylab.envs.factory import make_env
 
 
@@ -201,32 +202,6 @@ def privileged_randomized_env_id(env_id: str, box: ParamBox) -> str:
     return _register(f"{env_id}[dr+e:{tag}]", partial(make_privileged_randomized_env, env_id, box))
 
 
-def rollout_returns(agent, envs: Sequence[gym.Env], seeds: Sequence[int]) -> tuple[np.ndarray, int]:
-    """(returns [len(envs)], total env steps): one episode per env, env i reset with seeds[i], all envs
-    stepped as one batch through `agent.act(obs, deterministic=True)`. An agent with per-episode state (a
-    history policy) gets the evaluator's `reset(num_episodes)` / `observe(indices, rewards, dones)` hooks
-    (`policylab.envs.evaluate`)."""
-    obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds, strict=True)])
-    returns = np.zeros(len(envs))
-    running = np.ones(len(envs), dtype=bool)
-    steps = 0
-    observe = getattr(agent, "observe", None)
-    if hasattr(agent, "reset"):
-        agent.reset(len(envs))
-    while running.any():
-        live = np.flatnonzero(running)
-        actions = agent.act(obs[live], True)
-        rewards = np.zeros(len(live))
-        for j, i in enumerate(live):
-            obs[i], rewards[j], terminated, truncated, _ = envs[i].step(actions[j])
-            returns[i] += rewards[j]
-            running[i] = not (terminated or truncated)
-        if observe is not None:
-            observe(live, rewards, ~running[live])
-        steps += len(live)
-    return returns, steps
-
-
 @dataclass(frozen=True)
 class GridEvaluation:
     """Returns of one policy on parameter points: `returns[c, k]` is episode k on point c."""
@@ -268,7 +243,7 @@ def evaluate_grid(agent, env_id: str, names: Sequence[str], points: np.ndarray, 
     if observe_params:
         envs = [ParamsInObservation(env, env_id, names) for env in envs]
     seeds = [seed + k for _ in points for k in range(episodes)]
-    returns, steps = rollout_returns(agent, envs, seeds)
+    returns, steps = run_episodes(agent, envs, seeds)
     for env in envs:
         env.close()
     return GridEvaluation(tuple(names), points, returns.reshape(len(points), episodes), steps)

@@ -94,19 +94,23 @@ def run_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
     return offline_arm_result(summary, run, extra)
 
 
+ARM_SPECS = {
+    **{arm: {"dataset": DATASET, **to_dict(cfg)} for arm, cfg in OPPO_ARMS.items()},
+    "bt_iql": {"dataset": DATASET, "pairs": "the oppo arm's (same seed, K, foresee, teacher)",
+               "reward": {k: v for k, v in to_dict(REWARD).items()
+                          if k in ("reward_hidden", "ensemble", "reward_lr", "reward_batch_size", "reward_steps")},
+               "learner": "iql", **to_dict(LEARNER)},
+    "bc": {"dataset": DATASET, "learner": "bc", "hidden": list(WIDTH)},
+    "iql_true": {"dataset": DATASET, "learner": "iql", "reward": "true", **to_dict(LEARNER)},
+}
+
+
 EXPERIMENTS.add("oppo", Experiment(
     id="oppo",
     claim="OPPO (a z-conditioned policy by hindsight information matching plus an optimal context z* from segment "
           "preferences, no reward model) beats a Bradley-Terry reward from the same 2,000 preference pairs followed "
           "by IQL, and beats BC, on pendulum-mix10.",
-    arms={"oppo": {"dataset": DATASET, **to_dict(OPPO_CFG)},
-          "bt_iql": {"dataset": DATASET, "pairs": "the oppo arm's (same seed, K, foresee, teacher)",
-                     "reward": {k: v for k, v in to_dict(REWARD).items()
-                                if k in ("reward_hidden", "ensemble", "reward_lr", "reward_batch_size",
-                                         "reward_steps")},
-                     "learner": "iql", **to_dict(LEARNER)},
-          "bc": {"dataset": DATASET, "learner": "bc", "hidden": list(WIDTH)},
-          "iql_true": {"dataset": DATASET, "learner": "iql", "reward": "true", **to_dict(LEARNER)}},
+    arms={arm: ARM_SPECS[arm] for arm in ARMS},
     comparisons=(Comparison("oppo", "bt_iql", "OPPO vs BT reward + IQL (same pairs)", curve_x="gradient steps"),
                  Comparison("oppo", "bc", "OPPO vs BC", curve_x="gradient steps")),
     metric=f"normalized score after 10k gradient steps on {DATASET}, mean of 10 evaluation episodes",
@@ -125,10 +129,7 @@ EXPERIMENTS.add("oppo_zinit", Experiment(
     claim="Follow-up, designed after the `oppo` result (not the paper's claim): OPPO with z* initialized inside the "
           "region of the segment encodings (N(0, I/8), norm about 1) scores higher than with the official N(0, 4I) "
           "init (norm about 5.7); and, so initialized, OPPO beats BT reward + IQL on the same pairs.",
-    arms={"oppo": {"dataset": DATASET, **to_dict(OPPO_CFG)},
-          "oppo.z1": {"dataset": DATASET, **to_dict(ZSTAR_IN_REGION)},
-          "bt_iql": {"dataset": DATASET, "pairs": "the oppo arm's (same seed, K, foresee, teacher)",
-                     "learner": "iql", **to_dict(LEARNER)}},
+    arms={arm: ARM_SPECS[arm] for arm in ("oppo", "oppo.z1", "bt_iql")},
     comparisons=(Comparison("oppo.z1", "oppo", "z* initialized in the encodings' region vs the official init",
                             curve_x="gradient steps"),
                  Comparison("oppo.z1", "bt_iql", "OPPO (z* in region) vs BT reward + IQL (same pairs)",
