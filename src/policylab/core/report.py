@@ -16,17 +16,26 @@ import numpy as np
 from policylab.core.atomic import atomic_write, atomic_write_json, atomic_write_text
 from policylab.core.errors import PolicylabError
 from policylab.core.experiment import Experiment
+from policylab.core.provenance import merge_datasets
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.stats import bootstrap_ci, effect_interval, iqm, verdict
 
+SMOKE_RUN = "smoke run: one seed, no verdict"
+"""The verdict of a comparison with fewer than two seeds per arm: one seed has no interval to judge."""
+
+# What a result depends on: a change here (tracked or untracked) makes its commit "-dirty"; results/,
+# docs/ and tests/ do not, so committing a result or a doc never dirties the next run.
+CODE_PATHS = ("src", "benchmarks", "pyproject.toml")
+
 
 def git_commit(cwd: str | Path | None = None) -> str:
-    """HEAD's hash, with '-dirty' when tracked files differ from it; 'unknown' outside git."""
+    """HEAD's hash, with '-dirty' when the code (`CODE_PATHS`, tracked or untracked) differs; 'unknown' outside git."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--",
+                                *(f":(top){path}" for path in CODE_PATHS)],
+                               cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -65,7 +74,8 @@ def build_report(exp: Experiment, budget: str, results: list[dict], wall_s: floa
             "metric_label": c.metric_label, "curve_x": c.curve_x, "metric": c.metric or "value",
             "effect": effect.value, "ci95": [effect.low, effect.high], "paired": paired,
             "direction": c.direction or exp.direction, "margin": c.margin,
-            "verdict": verdict(effect, c.direction or exp.direction, exp.min_effect, c.margin),
+            "verdict": (verdict(effect, c.direction or exp.direction, exp.min_effect, c.margin)
+                        if min(len(m["values"]), len(b["values"])) >= 2 else SMOKE_RUN),
         })
     return {
         "experiment": exp.id, "claim": exp.claim, "metric": exp.metric,
@@ -75,6 +85,7 @@ def build_report(exp: Experiment, budget: str, results: list[dict], wall_s: floa
         "verdict": comparisons[0]["verdict"] if len(comparisons) == 1 else
         {c["label"]: c["verdict"] for c in comparisons},
         "backend": backend, "wall_time_s": wall_s, "git_commit": commit or git_commit(),
+        "datasets": merge_datasets([r.get("datasets", {}) for r in results]),
         "command": command or " ".join(["policylab", *sys.argv[1:]]),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "curve_x": exp.curve_x,
     }
@@ -132,7 +143,12 @@ def render_markdown(report: dict[str, Any], plot_name: str | None = None, figure
                 cells.append(f"{_fmt(e['iqm'])} [{_fmt(e['ci95'][0])}, {_fmt(e['ci95'][1])}]" if e else "")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"Commit `{report['git_commit']}`, backend `{report['backend']}`, "
-              f"wall time {report['wall_time_s']:.0f} s.", "", "Reproduce:", "", "```",
+              f"wall time {report['wall_time_s']:.0f} s."]
+    if report.get("datasets"):
+        lines += ["", "Datasets read (sha256 of their content): " + ", ".join(
+            f"`{name}` {', '.join(d[:12] for d in ([h] if isinstance(h, str) else h))}"
+            for name, h in report["datasets"].items()) + "."]
+    lines += ["", "Reproduce:", "", "```",
               report["command"], "```"]
     if plot_name:
         lines += ["", f"![learning curves]({plot_name})"]

@@ -18,6 +18,7 @@ from typing import Any
 
 from policylab.core.errors import ConfigError, PolicylabError
 from policylab.core.experiment import Experiment, check_budget
+from policylab.core.provenance import clear_datasets_read, datasets_read
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir, progress_bar
 from policylab.core.seeding import set_threads
@@ -39,9 +40,10 @@ def run_task(task: dict) -> dict[str, Any]:
     # one folder per budget: a full run must never resume from a quick run's checkpoints
     run = RunDir(task["runs_root"], f"{exp.id}-{task['budget']}", task["arm"], task["seed"])
     start = time.perf_counter()
+    clear_datasets_read()
     result = exp.run_arm(task["arm"], task["seed"], task["budget"], run)
     return {"arm": task["arm"], "seed": task["seed"], **asdict(result),
-            "wall_s": time.perf_counter() - start, "run_dir": str(run.path)}
+            "wall_s": time.perf_counter() - start, "run_dir": str(run.path), "datasets": datasets_read()}
 
 
 def _init_worker() -> None:

@@ -28,6 +28,7 @@ import torch
 
 from policylab.core.atomic import atomic_write_bytes, atomic_write_json
 from policylab.core.errors import PolicylabError
+from policylab.core.provenance import record_dataset
 
 FORMAT = "policylab-dataset-v1"
 COLUMNS = ("episode_id", "step", "observation", "action", "reward", "termination", "truncation")
@@ -234,6 +235,7 @@ def load_dataset(path: str | Path) -> OfflineData:
     if hashlib.sha256(data).hexdigest() != meta["sha256"]:
         raise DatasetError(f"dataset {parquet_path} does not match the sha256 in its metadata: the file was "
                            "changed or damaged; rebuild it")
+    record_dataset(parquet_path.stem, meta["sha256"])
     try:
         table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowInvalid, OSError) as err:
