@@ -1,4 +1,4 @@
-"""policylab's command line: list | train | run | report."""
+"""policylab's command line: list | train | run | report | ledger."""
 
 from __future__ import annotations
 
@@ -262,6 +262,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger(args: argparse.Namespace) -> int:
+    from policylab.core.atomic import atomic_write_text
+    from policylab.ledger import check_ledger, render_ledger
+
+    if args.check:
+        diff = check_ledger(args.out, args.results)
+        if diff:
+            shown = "\n".join(diff[:40]) + (f"\n... {len(diff) - 40} more lines" if len(diff) > 40 else "")
+            print(f"policylab: error: {args.out} differs from the ledger the results give; run `policylab ledger`"
+                  f"\n{shown}", file=sys.stderr)
+            return 1
+        console.print(f"{args.out} is current")
+        return 0
+    atomic_write_text(Path(args.out), render_ledger(args.results))
+    console.print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="policylab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -315,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p = sub.add_parser("report", help="re-render a results JSON into its markdown table and plot")
     p.add_argument("results_json")
+    p = sub.add_parser("ledger", help="write the claim ledger (docs/methods.md) from results/*.json")
+    p.add_argument("--check", action="store_true", help="fail when the committed ledger differs from the results")
+    p.add_argument("--results", default="results")
+    p.add_argument("--out", default="docs/methods.md")
     return parser
 
 
@@ -345,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
             return _lm(args)
         if args.command == "data":
             return _data(args)
+        if args.command == "ledger":
+            return _ledger(args)
         return _report(args)
     except PolicylabError as err:
         print(f"policylab: error: {err}", file=sys.stderr)

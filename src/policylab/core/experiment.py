@@ -11,6 +11,11 @@ from policylab.core.errors import ConfigError
 from policylab.core.run import RunDir
 
 BUDGETS = ("quick", "full")
+FIDELITY = ("faithful", "reconstructed", "stand-in", "scaled down")
+"""How close a claim check's implementation is to its paper (one or more, comma-separated):
+faithful (the paper's equations and defaults, checked against its official code where that exists),
+reconstructed (some equations recovered from secondary sources), stand-in (a component replaced, e.g. a
+scripted teacher for a VLM), scaled down (architecture or budget reduced in a way that can change the result)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,19 @@ class Experiment:
     from its markdown; they read what the arms reported, e.g. the `extra_curves` (extras that are (x, y) lists)."""
     kind: str = "claim"
     """'claim' (a paper's claim check, run by `make claims`) or 'showcase' (the demo)."""
+    paper: str = ""
+    """The paper's title and year as the reading list names it (the ledger's paper column)."""
+    pillar: str = ""
+    """The pillar its method lives in: lm, offline, rl, irl or vision."""
+    method: str = ""
+    """The reading-list id this check belongs to; empty for the method's own check, set by follow-ups."""
+    fidelity: str = ""
+    """One or more of `FIDELITY`, comma-separated, e.g. 'reconstructed' or 'faithful' (see `FIDELITY`)."""
+    fidelity_note: str = ""
+    """One line on what differs from the paper; required unless the fidelity is 'faithful'."""
+    caveats: str = ""
+    """What a reader needs to read the verdict, for the ledger. Numbers are never typed: `{arm}` (the arm's IQM),
+    `{arm/key}` (an extra's IQM) and `{#k}` (comparison k's effect and interval) are filled from the result."""
 
     def __post_init__(self) -> None:
         if self.direction not in ("higher", "lower"):
@@ -77,6 +95,14 @@ class Experiment:
             for arm in (c.method, c.baseline):
                 if arm not in self.arms:
                     raise ConfigError(f"experiment {self.id}: comparison names unknown arm '{arm}'")
+        labels = [part.strip() for part in self.fidelity.split(",")] if self.fidelity else []
+        for label in labels:
+            if label not in FIDELITY:
+                raise ConfigError(f"experiment {self.id}: fidelity label {label!r} is not allowed: must be one of "
+                                  f"{', '.join(FIDELITY)}")
+        if labels and labels != ["faithful"] and not self.fidelity_note:
+            raise ConfigError(f"experiment {self.id}: fidelity {self.fidelity!r} needs a fidelity_note saying what "
+                              "differs from the paper")
         for budget in BUDGETS:
             if not self.seeds.get(budget):
                 raise ConfigError(f"experiment {self.id}: no seeds fixed for budget '{budget}'")

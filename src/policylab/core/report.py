@@ -84,6 +84,7 @@ def build_report(exp: Experiment, budget: str, results: list[dict], wall_s: floa
         "seeds": sorted({r["seed"] for r in results}), "arms": arms, "comparisons": comparisons,
         "verdict": comparisons[0]["verdict"] if len(comparisons) == 1 else
         {c["label"]: c["verdict"] for c in comparisons},
+        "fidelity": exp.fidelity, "fidelity_note": exp.fidelity_note,
         "backend": backend, "wall_time_s": wall_s, "git_commit": commit or git_commit(),
         "datasets": merge_datasets([r.get("datasets", {}) for r in results]),
         "command": command or " ".join(["policylab", *sys.argv[1:]]),
