@@ -185,7 +185,10 @@ def _comparisons(report: dict[str, Any]) -> str:
     for c in report["comparisons"]:
         v = c["verdict"]
         shown = f"**{v}**" if v in ("reproduced", "not reproduced") else v
-        margin = f", margin {fmt_number(c['margin'])}" if c.get("margin") is not None else ""
+        margin = ""
+        if c.get("margin") is not None:
+            kind = "equivalence" if c.get("equivalence") else "non-inferiority"
+            margin = f", {kind} margin {fmt_number(c['margin'])}"
         parts.append(f"{c['label']} {fmt_effect(c['effect'], *c['ci95'])}{margin}: {shown}")
     return "; ".join(parts)
 

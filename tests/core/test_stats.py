@@ -230,3 +230,21 @@ def test_verdict_with_a_non_inferiority_margin(low, high, direction, expected):
 def test_verdict_refuses_a_negative_margin():
     with pytest.raises(ConfigError, match="margin = -0.1 is not allowed"):
         verdict(Effect(0.0, -0.01, 0.01, True), "higher", margin=-0.1)
+
+
+@pytest.mark.parametrize("low, high, expected", [
+    (-0.03, 0.04, REPRODUCED),        # inside +-0.05 on both sides: equal within the margin
+    (-0.03, 0.06, INCONCLUSIVE),      # could be better by more than the margin: not shown equal
+    (-0.08, 0.02, INCONCLUSIVE),      # could be worse by more than the margin
+    (0.06, 0.09, NOT_REPRODUCED),     # surely better by more than the margin: not equal
+    (-0.12, -0.06, NOT_REPRODUCED),   # surely worse by more than the margin
+])
+def test_verdict_of_an_equivalence_claim(low, high, expected):
+    effect = Effect((low + high) / 2, low, high, True)
+    assert verdict(effect, "higher", margin=0.05, equivalence=True) == expected
+    assert verdict(effect, "lower", margin=0.05, equivalence=True) == expected  # symmetric band
+
+
+def test_equivalence_needs_a_margin():
+    with pytest.raises(ConfigError, match="margin"):
+        verdict(Effect(0.0, -0.01, 0.01, True), "higher", equivalence=True)

@@ -33,8 +33,11 @@ class Comparison:
     metric: str = ""
     """Compare this key of the arms' `ArmResult.extra` instead of their main value (same runs)."""
     margin: float | None = None
-    """A non-inferiority claim ("keeps", "matches"): reproduced when the interval stays above -margin on the
-    claimed side (see `policylab.core.stats.verdict`). Fixed before the run like every threshold."""
+    """A non-inferiority claim ("keeps"): reproduced when the interval stays above -margin on the claimed side
+    (see `policylab.core.stats.verdict`). Fixed before the run like every threshold."""
+    equivalence: bool = False
+    """With a margin: an equivalence claim ("matches", "on par"): reproduced only when the whole interval lies
+    within +-margin. The only kind of comparison the ledger's prose may call a match."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ class Experiment:
             if c.direction not in ("", "higher", "lower"):
                 raise ConfigError(f"experiment {self.id}: comparison {c.label or c.method!r} has direction = "
                                   f"{c.direction!r}, must be 'higher', 'lower' or empty (the experiment's)")
+            if c.equivalence and c.margin is None:
+                raise ConfigError(f"experiment {self.id}: comparison {c.label or c.method!r} claims equivalence "
+                                  "without a margin")
             for arm in (c.method, c.baseline):
                 if arm not in self.arms:
                     raise ConfigError(f"experiment {self.id}: comparison names unknown arm '{arm}'")

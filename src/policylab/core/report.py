@@ -73,8 +73,8 @@ def build_report(exp: Experiment, budget: str, results: list[dict], wall_s: floa
             "method": c.method, "baseline": c.baseline, "label": c.label or f"{c.method} vs {c.baseline}",
             "metric_label": c.metric_label, "curve_x": c.curve_x, "metric": c.metric or "value",
             "effect": effect.value, "ci95": [effect.low, effect.high], "paired": paired,
-            "direction": c.direction or exp.direction, "margin": c.margin,
-            "verdict": (verdict(effect, c.direction or exp.direction, exp.min_effect, c.margin)
+            "direction": c.direction or exp.direction, "margin": c.margin, "equivalence": c.equivalence,
+            "verdict": (verdict(effect, c.direction or exp.direction, exp.min_effect, c.margin, c.equivalence)
                         if min(len(m["values"]), len(b["values"])) >= 2 else SMOKE_RUN),
         })
     return {
@@ -129,7 +129,9 @@ def render_markdown(report: dict[str, Any], plot_name: str | None = None, figure
     lines += ["", "| comparison | claimed | effect | 95% CI | paired | verdict |", "|---|---|---|---|---|---|"]
     for c in report["comparisons"]:
         claimed = c.get("direction", report["direction"])
-        if c.get("margin") is not None:
+        if c.get("margin") is not None and c.get("equivalence"):
+            claimed = f"within +-{_fmt(c['margin'])}"
+        elif c.get("margin") is not None:
             claimed = f"not {'lower' if claimed == 'higher' else 'higher'} by > {_fmt(c['margin'])}"
         lines.append(f"| {c['label']} | {claimed} | {_fmt(c['effect'])} | [{_fmt(c['ci95'][0])}, "
                      f"{_fmt(c['ci95'][1])}] | {'yes' if c['paired'] else 'no'} | **{c['verdict']}** |")

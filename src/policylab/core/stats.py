@@ -73,18 +73,26 @@ def effect_interval(method: Sequence[float], baseline: Sequence[float], paired: 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 
 
-def verdict(effect: Effect, direction: str, min_effect: float = 0.0, margin: float | None = None) -> str:
+def verdict(effect: Effect, direction: str, min_effect: float = 0.0, margin: float | None = None,
+            equivalence: bool = False) -> str:
     """Reproduced when the whole interval is on the claimed side (beyond `min_effect`).
 
-    With a `margin` the claim is non-inferiority ("kept", "matches"): reproduced when the whole
-    interval is above -margin on the claimed side, not reproduced when it is wholly below."""
+    With a `margin` the claim is non-inferiority ("kept"): reproduced when the whole interval is above
+    -margin on the claimed side, not reproduced when it is wholly below. With `equivalence` too the claim is
+    "matches": reproduced when the whole interval lies inside (-margin, +margin) (both one-sided tests pass),
+    not reproduced when it lies wholly outside that band, inconclusive otherwise."""
     if direction not in ("higher", "lower"):
         raise ConfigError(f"direction = {direction!r} is not allowed: must be 'higher' or 'lower'")
     sign = 1.0 if direction == "higher" else -1.0
     low, high = sorted((sign * effect.low, sign * effect.high))
+    if equivalence and margin is None:
+        raise ConfigError("equivalence = True needs a margin: the band within which the arms count as equal")
     if margin is not None:
         if margin < 0:
             raise ConfigError(f"margin = {margin} is not allowed: a non-inferiority margin must be >= 0")
+        if equivalence:
+            inside = -margin < low and high < margin
+            return REPRODUCED if inside else NOT_REPRODUCED if (high < -margin or low > margin) else INCONCLUSIVE
         return REPRODUCED if low > -margin else NOT_REPRODUCED if high < -margin else INCONCLUSIVE
     if low > min_effect:
         return REPRODUCED
