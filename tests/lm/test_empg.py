@@ -103,14 +103,50 @@ def test_ablation_switches():
 
 # -- broadcast and final re-centring --------------------------------------------------------------------
 
-def test_broadcast_and_zero_mean_renormalization_hand_case():
+def test_broadcast_and_token_level_centring_hand_case():
     # one row: turn 0 = 2 agent tokens, 1 observation token, turn 1 = 1 agent token, 1 padding token
     turn_of_token = torch.tensor([[0, 0, -1, 1, -1]])
     response_mask = torch.tensor([[1.0, 1.0, 0.0, 1.0, 0.0]])
     in_turn = turn_token_mask(turn_of_token, response_mask, 2)
-    tokens = token_advantages_from_steps(torch.tensor([[1.0, 4.0]]), in_turn)
+    tokens = token_advantages_from_steps(torch.tensor([[1.0, 4.0]]), in_turn, center="token")
     # before centring 1, 1, -, 4, -; mean over agent tokens is 2
     torch.testing.assert_close(tokens, torch.tensor([[-1.0, -1.0, 0.0, 2.0, 0.0]]))
+
+
+def test_step_level_centring_is_the_default_and_differs_from_token_level_on_unequal_steps():
+    # row 0: step 0 has 3 agent tokens, then an observation token, step 1 has 1 agent token;
+    # row 1: step 0 has 1 agent token, step 1 was never played (its 0 takes no part in the mean)
+    turn_of_token = torch.tensor([[0, 0, 0, -1, 1], [0, -1, -1, -1, -1]])
+    response_mask = torch.tensor([[1.0, 1.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0, 0.0]])
+    in_turn = turn_token_mask(turn_of_token, response_mask, 2)
+    step_adv = torch.tensor([[1.0, 5.0], [3.0, 0.0]])
+    # steps 1, 5, 3: step mean 3;  tokens 1, 1, 1, 5, 3: token mean 11 / 5 = 2.2
+    by_step = torch.tensor([[-2.0, -2.0, -2.0, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    by_token = torch.tensor([[-1.2, -1.2, -1.2, 0.0, 2.8], [0.8, 0.0, 0.0, 0.0, 0.0]])
+    torch.testing.assert_close(token_advantages_from_steps(step_adv, in_turn), by_step)
+    torch.testing.assert_close(token_advantages_from_steps(step_adv, in_turn, center="step"), by_step)
+    torch.testing.assert_close(token_advantages_from_steps(step_adv, in_turn, center="token"), by_token)
+    assert EMPGConfig().empg_center == "step"
+    with pytest.raises(ConfigError, match="center"):
+        token_advantages_from_steps(step_adv, in_turn, center="sequence")
+
+
+def test_the_config_chooses_the_centring_of_the_registered_transform():
+    policy = random_policy()
+    batch = search_batch(policy)
+    rewards = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    in_turn = turn_token_mask(batch.turn_of_token, batch.response_mask, batch.max_turns)
+    counts = in_turn.sum(1)[in_turn.any(1)]
+    assert counts.min() < counts.max()  # steps of unequal token counts, where the two forms differ
+    by_step = empg_advantage(rewards, batch=batch, policy=policy, cfg=EMPGConfig(minibatches=1), metrics={})
+    by_token = empg_advantage(rewards, batch=batch, policy=policy, cfg=EMPGConfig(minibatches=1, empg_center="token"),
+                              metrics={})
+    agent = batch.response_mask > 0
+    assert float(by_token[agent].mean()) == pytest.approx(0.0, abs=1e-5)
+    assert abs(float(by_step[agent].mean())) > 1e-4
+    # the two differ by one constant on every agent token
+    offset = by_step[agent] - by_token[agent]
+    torch.testing.assert_close(offset, offset[:1].expand_as(offset))
 
 
 def test_broadcast_reaches_only_the_agent_tokens_of_the_right_turn():
@@ -126,7 +162,8 @@ def test_broadcast_reaches_only_the_agent_tokens_of_the_right_turn():
     rows, cols = agent.nonzero(as_tuple=True)
     want = step_adv[rows, batch.turn_of_token[rows, cols]] + offset
     torch.testing.assert_close(tokens[rows, cols], want, atol=1e-4, rtol=1e-5)
-    assert float(tokens[agent].mean()) == pytest.approx(0.0, abs=1e-3)
+    played = in_turn.any(1)
+    assert float((step_adv + offset)[played].mean()) == pytest.approx(0.0, abs=1e-3)  # zero mean over steps
 
 
 # -- step entropy --------------------------------------------------------------------------------------

@@ -48,6 +48,17 @@ def test_retry_feedback_until_right_or_out_of_turns():
     assert last.done and not last.correct
 
 
+def test_retry_answer_key_deletes_every_whitespace_as_the_official_reward_does():
+    """UFO's distinct-answer count keys answers with all whitespace removed and case folded, so two list
+    answers that differ only in where the spaces fall are one answer (a repeat)."""
+    env = RetryEnv("number_sorting", max_turns=3)
+    p = Problem("number_sorting", "sort 3 12=", "3 12")
+    keys = [env.step(p, [], action).key for action in ("12 3", "1 23", " 1\t2  3 ", "123")]
+    assert keys == ["123"] * 4
+    assert env.step(p, [], "Ab C").key == "abc"
+    assert repeated_answer_share([keys[:2]]).item() == 0.5
+
+
 def test_search_reveals_digits_and_scores_the_final_answer():
     env = SearchEnv(length=3, max_turns=4)
     p = Problem("search", "code3:", "372")

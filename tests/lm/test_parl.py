@@ -246,6 +246,30 @@ def test_the_loop_learns_a_small_bandit_and_repeats_itself(estimator):
     assert run()[0] == first
 
 
+def test_the_score_l2_is_half_the_sum_of_squares_per_queried_pair():
+    """The L2 term's gradient is beta r / N on each queried reward (beta/2 (r_w^2 + r_l^2) averaged over N pairs),
+    the convention the reward models share (`score_l2_penalty`)."""
+    log_ref, mask, gold = small_bandit(seed=1, prompts=3, candidates=4)
+
+    def one_sgd_step(score_l2):
+        reward = TabularReward(*gold.shape)
+        reward.nu.data = torch.randn(gold.shape, generator=torch.Generator().manual_seed(5), dtype=DOUBLE)
+        cfg = PARLConfig(queries_per_round=8, updates_per_round=1, score_l2=score_l2)
+        algo = CandidateSetPARL(reward, log_ref, mask, gold, cfg, seed=3)
+        algo.optimizer = torch.optim.SGD(reward.parameters(), lr=1.0)  # the step is minus the gradient
+        pairs = algo.query()
+        start = reward.nu.detach().clone()
+        algo.update(pairs)
+        return pairs, start, reward.nu.detach() - start
+
+    pairs, start, with_l2 = one_sgd_step(0.3)
+    _, _, without = one_sgd_step(0.0)
+    expected = torch.zeros_like(start)
+    for slot in (pairs.chosen, pairs.rejected):
+        expected.index_put_((pairs.prompt, slot), 0.3 * start[pairs.prompt, slot] / len(pairs), accumulate=True)
+    torch.testing.assert_close(without - with_l2, expected)
+
+
 # -- language-model candidate pools --------------------------------------------------------------
 
 def test_candidate_pool_folds_samples_into_distinct_candidates_with_their_frequencies():

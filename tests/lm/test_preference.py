@@ -32,6 +32,7 @@ from policylab.lm.preference import (
     pair_accuracy,
     sample_responses,
 )
+from policylab.lm.preference.reward_model import score_l2_penalty
 from policylab.lm.pretrain import load_base, pretrain
 from policylab.lm.tasks import CharTokenizer, Problem, get_task
 
@@ -167,6 +168,37 @@ def test_embedding_reward_model_learns_a_preference_and_normalizes(trunk):
     scores = torch.cat([model.score(train.problems, train.chosen), model.score(train.problems, train.rejected)])
     assert float(scores.mean()) == pytest.approx(0.0, abs=1e-4) and float(scores.std()) == pytest.approx(1.0, 1e-3)
     assert all(torch.equal(v, trunk.state_dict()[k]) for k, v in before.items())  # the base is untouched
+
+
+def test_score_l2_penalty_is_coste_et_al_s_half_sum_of_squares():
+    chosen, rejected = torch.tensor([1.0, 2.0]), torch.tensor([3.0, 0.0])
+    # Open-Assistant's RMLoss (Coste et al.'s trainer): beta * 0.5 * (pos^2 + neg^2), averaged over pairs
+    assert float(score_l2_penalty(chosen, rejected, 0.1)) == pytest.approx(0.1 * 0.5 * (10 + 4) / 2)
+    scores = torch.cat([chosen, rejected])  # = beta times the mean square over all 2N scores
+    assert float(score_l2_penalty(chosen, rejected, 0.1)) == pytest.approx(0.1 * float((scores ** 2).mean()))
+
+
+def test_reward_fit_default_keeps_the_penalty_it_was_always_fit_with():
+    """2e-3 in the beta/2 form is the 0.001 (r_w^2 + r_l^2) the claim checks ran with, to the bit."""
+    generator = torch.Generator().manual_seed(0)
+    chosen, rejected = torch.randn(64, generator=generator), torch.randn(64, generator=generator)
+    default = RewardFitConfig().score_l2
+    assert default == 2e-3
+    assert torch.equal(score_l2_penalty(chosen, rejected, default), 1e-3 * (chosen ** 2 + rejected ** 2).mean())
+
+
+def test_reward_model_fit_adds_the_half_sum_of_squares_penalty(trunk):
+    """Identical chosen and rejected features: Bradley-Terry is log 2 and the rest of the loss is the L2."""
+    tok = CharTokenizer()
+    pairs = length_pairs(16, seed=3)
+    model = EmbeddingRewardModel(trunk, tok, seed=0)
+    features = model.all_features(pairs.problems, pairs.chosen)
+    with torch.no_grad():
+        raw = model.raw(features)
+    losses = model.fit(pairs, RewardFitConfig(steps=1, batch_size=16, score_l2=0.5), seed=0,
+                       features=(features, features))
+    # 0.5 * 0.5 * mean(r^2 + r^2) = 0.5 * mean(r^2)
+    assert losses[0] == pytest.approx(math.log(2) + 0.5 * float((raw ** 2).mean()), rel=1e-5)
 
 
 def test_transformer_reward_model_fine_tunes_its_own_copy(trunk):

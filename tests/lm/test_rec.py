@@ -82,6 +82,13 @@ def test_asymre_shifts_the_baseline():
     assert torch.allclose(adv, torch.tensor([[0.6, -0.4], [0.1, 0.1]]))
 
 
+@pytest.mark.parametrize("name", ["asymre", "red_drop"])
+def test_one_response_groups_get_zero_advantage(name):
+    """The rule of policylab.lm.advantages: no group baseline, no signal; AsymRE's shift does not apply."""
+    adv = ADVANTAGES.get(name)(torch.tensor([[1.0], [0.0], [0.5]]), cfg=AsymREConfig(asymre_shift=-0.1))
+    assert torch.equal(adv, torch.zeros(3, 1))
+
+
 def test_asymre_equals_reinforce_plus_a_log_likelihood_term():
     """A = R - (mu + delta) on the sampled tokens is REINFORCE plus |delta| log pi (the paper's reading)."""
     logp0, old, _, mask = _random_tokens(4)

@@ -5,8 +5,10 @@ sequence advantages [P, G], or token advantages [P*G, R] for transforms that ass
 token. Notation follows the notes (§0): mu_q, sigma_q over a group, sigma_B over the batch.
 
 A group of one response has mu_q = R, so every group-relative transform gives it advantage 0:
-with G = 1 there is no baseline to compare against and no learning signal (verl instead falls
-back to mean 0 / std 1, which turns the raw reward into the advantage; we do not).
+with G = 1 there is no baseline to compare against and no learning signal (verl and Trinity-RFT
+instead fall back to mean 0 / std 1, which turns the raw reward into the advantage; we do not).
+This includes AsymRE's shifted baseline mu_q + delta (`losses/rec.py`): a one-response group gets
+0, not -delta, since the shift is applied to a group baseline that does not exist.
 """
 
 from __future__ import annotations

@@ -22,8 +22,12 @@ factor when a negative token's probability rises; groups where every answer is r
 is wrong carry no signal (r_q in {0, 1} makes the negative term degenerate) and are dropped — the
 official run filters them with DAPO's dynamic sampling; here their rows get zero loss, which with a
 constant-denominator aggregation is the same as removing them.
-Our choice: aggregation is Dr. GRPO's constant denominator (sum / (B L_max)); the code sums token
-losses over the micro-batch and divides by 1000, a different constant that only rescales the step.
+Our choices: aggregation is Dr. GRPO's constant denominator (sum / (B L_max), B times the denominator
+verl's `seq-mean-token-sum-norm` uses); the code sums token losses over the micro-batch and divides by
+1000, a different constant that only rescales the step. The log-ratio log(pi_theta / pi_old) is clamped
+to [-20, 20] by the engine's token ratio (`losses.slots.MAX_LOG_RATIO`), as for every loss form; the
+official code clamps it at 10 from above only (`dp_actor.py`, `ratio_type == "token"`), so a token whose
+ratio passes e^10 still carries a gradient here.
 """
 
 from __future__ import annotations

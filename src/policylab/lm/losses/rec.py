@@ -19,7 +19,9 @@ samples come from pi_theta, so it is off-policy by nature provided the update is
 - OPMD (Kimi's regularizer, an additive penalty): reg = c (log pi_theta - log pi_old)^2, the 1/2 of
   the Kimi paper absorbed into c as Trinity-RFT does.
 - AsymRE: a shifted baseline A_i = R_i - (mean_j R_j + delta), delta < 0; on sampled data this equals
-  REINFORCE plus |delta| log pi_theta, a forward-KL pull toward the behaviour policy.
+  REINFORCE plus |delta| log pi_theta, a forward-KL pull toward the behaviour policy. A group of one
+  response has no group baseline and gets advantage 0 (so no pull either), as in every group-relative
+  transform here.
 - RED (shape the data instead of regularizing the update): RED-Drop drops surplus negatives so each
   group holds as many below-mean as at-or-above-mean responses (advantage `red_drop`); RED-Weight
   weights responses by exp(A / temp) (weight `advantage`). Both use no mask, as Trinity-RFT's
@@ -127,7 +129,14 @@ def balanced_drop_advantage(rewards: torch.Tensor, metrics: dict | None = None, 
 
 @ADVANTAGES.register("asymre")
 def shifted_baseline_advantage(rewards: torch.Tensor, cfg=None, **_) -> torch.Tensor:
-    """AsymRE: A_i = R_i - (mu_q + delta)."""
+    """AsymRE: A_i = R_i - (mu_q + delta) for groups of two or more responses.
+
+    A group of one gets advantage 0, not -delta: its mean is its own reward, so there is no group
+    baseline to shift, and the library-wide rule (`policylab.lm.advantages`) gives such a group no
+    signal. Trinity-RFT (`asymre_advantage.py`) does not apply the shift there either: it falls back
+    to baseline 0 (advantage R), the fallback we decline for every transform."""
+    if rewards.shape[1] < 2:
+        return torch.zeros_like(rewards)
     shift = cfg.asymre_shift if isinstance(cfg, RECConfig) else 0.0
     return rewards - (rewards.mean(1, keepdim=True) + shift)
 

@@ -10,16 +10,23 @@ pi_old over the turn's own tokens, H_{i,k}. With statistics over every step of t
     f(Hhat)    = exp(-k_f Hhat)                                                     (Eq. 11, future clarity)
     A_mod(i,k) = g(Hhat_{i,k}) A_i + zeta f(Hhat_{i,k+1})                            (modulated advantage)
 
-A_i is the episode's GRPO advantage on the outcome; A_mod is broadcast to the agent tokens of step k
-(observations get nothing), and the token advantages are then re-centred on the batch (zero mean over all
-agent tokens). Defaults k = k_f = 1, zeta = 0.1 (the pseudocode's).
+    A_final(i,k) = A_mod(i,k) - mean over the batch's steps of A_mod               (Eq. 7, zero mean)
+
+A_i is the episode's GRPO advantage on the outcome; A_final is broadcast to the agent tokens of step k
+(observations get nothing). Defaults k = k_f = 1, zeta = 0.1 (the pseudocode's).
+
+The final centring (`empg_center`): "step", the default, subtracts the mean of A_mod over the batch's
+steps, each step counting once. It is the default because Eq. 7, as far as it could be read, centres the
+per-step values A_mod(i,k); that form is reconstructed, not checked against released code (there is none).
+"token" subtracts the mean over agent tokens after the broadcast (this module's earlier form), so a step
+with more tokens weighs more. The two agree only when every step has the same number of tokens.
 
 What we follow: the project-page pseudocode for Eqs. 10-12 and the 1e-8 in both denominators; the paper's
-text (as summarized in our notes, §6) for the A_mod line and the final zero-mean re-normalization, which the
-pseudocode we could read stops before. Choices where the sources are silent:
+text (as summarized in our notes, §6) for the A_mod line and the final zero-mean re-normalization (Eq. 7),
+which the part of the pseudocode we could read stops before. Choices where the sources are silent:
 - the last step of an episode has no k+1 and gets no bonus (f term 0);
-- the final re-normalization only subtracts the mean (over agent tokens, as the engine's token advantages
-  are used); we found no statement that it also divides by the std, so we do not;
+- the final re-normalization only subtracts the mean; we found no statement that it also divides by the
+  std, so we do not;
 - steps that were never played (turn index beyond the episode's end) take no part in min, max or mean;
 - a turn cut at max_new_tokens is still a step (it has tokens and an entropy);
 - the entropy is read at the RL config's sampling temperature, as the update reads log-probs.
@@ -39,6 +46,7 @@ from policylab.lm.multiturn.train import MultiTurnConfig
 
 NORM_EPS = 1e-8
 """The pseudocode's epsilon in the min-max and the g denominators."""
+CENTERS = ("step", "token")
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class EMPGConfig(MultiTurnConfig):
     """Apply g to the episode advantage (False: the f-only ablation, g = 1)."""
     empg_bonus: bool = True
     """Add the future-clarity bonus (False: the g-only ablation)."""
+    empg_center: str = param("step", choices=CENTERS)
+    """Final zero-mean centring over the batch's steps ("step", Eq. 7 as read) or its agent tokens ("token")."""
 
 
 def turn_token_mask(turn_of_token: torch.Tensor, response_mask: torch.Tensor, max_turns: int) -> torch.Tensor:
@@ -107,12 +117,19 @@ def modulated_advantages(H: torch.Tensor, valid: torch.Tensor, episode_adv: torc
     return torch.where(valid, a_mod, 0.0), stats
 
 
-def token_advantages_from_steps(step_adv: torch.Tensor, in_turn: torch.Tensor) -> torch.Tensor:
-    """Broadcast [B, T] step advantages to the agent tokens of each step, then centre them over all agent tokens
-    of the batch (the final zero-mean re-normalization): [B, R], 0 off agent tokens."""
+def token_advantages_from_steps(step_adv: torch.Tensor, in_turn: torch.Tensor, center: str = "step"
+                                ) -> torch.Tensor:
+    """Centre [B, T] step advantages on the batch (the final zero-mean re-normalization) and broadcast them to
+    the agent tokens of each step: [B, R], 0 off agent tokens. `center` "step": minus the mean over the steps
+    that have agent tokens (Eq. 7); "token": minus the mean over all agent tokens after the broadcast."""
+    if center not in CENTERS:
+        raise ConfigError(f"EMPG center = {center!r} is not allowed: one of {', '.join(CENTERS)}")
+    played = in_turn.any(1)  # [B, T]: the step has agent tokens
+    if center == "step" and played.any():
+        step_adv = step_adv - step_adv[played].mean()
     tokens = (in_turn.float() * step_adv.unsqueeze(1)).sum(-1)
     agent = in_turn.any(-1)
-    if agent.any():
+    if center == "token" and agent.any():
         tokens = torch.where(agent, tokens - tokens[agent].mean(), 0.0)
     return tokens
 
@@ -133,4 +150,4 @@ def empg_advantage(rewards: torch.Tensor, eps: float = 1e-6, batch=None, policy=
         metrics.update({key: value.detach() for key, value in stats.items()})
         if valid.any():
             metrics["empg/step_entropy"] = H[valid].mean()
-    return token_advantages_from_steps(step_adv, in_turn)
+    return token_advantages_from_steps(step_adv, in_turn, cfg.empg_center)

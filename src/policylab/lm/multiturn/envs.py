@@ -41,7 +41,8 @@ class Turn:
     correct: bool
     """The final answer was right (False for a query)."""
     key: str | None = None
-    """A normalized form of the action for repetition statistics: the answer, or the queried position."""
+    """A normalized form of the action for repetition statistics (UFO's penalty, `repeat_rate`): on retry the
+    answer with whitespace deleted and case folded (`normalize_answer`); on search the stripped action."""
     info: dict[str, Any] = field(default_factory=dict)
     reward: float | None = None
     """The environment's reward for this turn; None means the verifiable one, 1 for a right answer else 0."""
@@ -68,8 +69,11 @@ REVEALS = ("digit", "board")
 
 
 def normalize_answer(text: str) -> str:
-    """Whitespace and case folded: what UFO's repetition count treats as one answer."""
-    return " ".join(text.strip().lower().split())
+    """Lower-cased with every whitespace character deleted: what UFO's repetition count treats as one
+    answer. The official reward keys its distinct-answer count the same way (`_minimal_normalize_answer`
+    in `ragen/env/metamathqa/env.py`), so "12 3" and "1 23" are one answer there and here; collapsing
+    runs of whitespace instead would count them as two (it matters for retry's space-separated lists)."""
+    return "".join(text.lower().split())
 
 
 class RetryEnv:

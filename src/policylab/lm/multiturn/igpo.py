@@ -28,7 +28,11 @@ std over the group's rewards (a group with one reward keeps it centred to 0), jo
 gamma = 1 by default. Where sources differ: that code finds turn ends as the non-zero rewards of a
 token-level reward row, so an information gain of exactly 0 silently drops out of the statistics and
 merges two turns; we keep every turn (a zero gain is a real reward). Its std is sqrt(var + 1e-8); we
-divide by (std + adv_eps) like the engine's GRPO. The code's -2 for malformed output has no
+divide by (std + adv_eps) like the engine's GRPO. P_t averages over the whole answer action (on `search`
+the '!' marker and the digits; no EOS); the code (`scrl/llm_agent/generation.py`, `run_llm_loop`)
+teacher-forces the ground truth inside a fixed wrapper (end of thinking and `<answer>` before it,
+`</answer>` and the end-of-turn token after) and averages over the ground-truth tokens only, located
+by their character offsets. The code's -2 for malformed output has no
 counterpart (a turn cut at max_new_tokens ends the episode with outcome 0), nor does the optional
 curriculum on the F1/IG weights.
 """

@@ -54,7 +54,7 @@ from policylab.core.errors import ConfigError
 from policylab.lm.policy import CausalPolicy
 from policylab.lm.preference.data import bradley_terry_label, preference_probability, sample_responses
 from policylab.lm.preference.gold import GoldReward
-from policylab.lm.preference.reward_model import bradley_terry_loss
+from policylab.lm.preference.reward_model import bradley_terry_loss, score_l2_penalty
 from policylab.lm.tasks import Problem, Tokenizer
 
 
@@ -68,7 +68,8 @@ class PARLConfig(Config):
     """Adam steps on the upper objective after each round's queries."""
     lr: float = param(0.05, gt=0)
     score_l2: float = param(1e-3, ge=0)
-    """L2 on the queried pairs' rewards (Coste et al.'s 0.001), which keeps separable pairs finite."""
+    """beta of the L2 beta/2 (r_w^2 + r_l^2) on the queried pairs' rewards (`score_l2_penalty`; Coste et al.'s
+    form and value, 0.001), which keeps separable pairs finite."""
     source: str = param("policy", choices=("policy", "reference"))
     """Query pairs of the current pi_nu (PARL) or of pi_ref (a fixed offline preference set)."""
     weighting: str = param("importance", choices=("importance", "none"))
@@ -411,8 +412,8 @@ class CandidateSetPARL:
         for _ in range(cfg.updates_per_round):
             table = self.reward()
             objective = sampled_upper_objective(table, self.policy(table), data, behaviour, cfg.weighting, cfg.implicit)
-            scores = torch.cat([table[data.prompt, data.chosen], table[data.prompt, data.rejected]])
-            loss = -objective + cfg.score_l2 * (scores ** 2).mean()
+            l2 = score_l2_penalty(table[data.prompt, data.chosen], table[data.prompt, data.rejected], cfg.score_l2)
+            loss = -objective + l2
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -6,7 +6,8 @@ A reward model maps (problem, response) pairs to scalars: `score(problems, respo
   state at EOS and the mean over response tokens): the survey's CPU-friendly reward model.
 - `TransformerRewardModel`: a scalar head on a tiny transformer that is fine-tuned with it.
 Both learned models are fit by Bradley-Terry, -log sigmoid(r(x, y_w) - r(x, y_l)) plus a small L2 on
-the scores (Coste et al.'s config, 0.001), then normalized to mean 0 and std 1 over the responses
+the scores, beta/2 (r_w^2 + r_l^2) averaged over pairs (`score_l2_penalty`, the form Coste et al.'s
+trainer uses; PARL uses the same function), then normalized to mean 0 and std 1 over the responses
 they were fit on, so that ensemble members are on one scale before a min or a variance
 (`rm_ensemble.RewardEnsemble`).
 """
@@ -37,6 +38,15 @@ from policylab.lm.tasks import Problem, Task, TaskMix, Tokenizer
 class RewardModel(Protocol):
     def score(self, problems: Sequence[Problem], responses: Sequence[str]) -> torch.Tensor:
         """[B] rewards of response i to problem i."""
+
+
+def score_l2_penalty(chosen: torch.Tensor, rejected: torch.Tensor, coef: float) -> torch.Tensor:
+    """coef * mean over pairs of (r_w^2 + r_l^2) / 2: the score L2 that pins a Bradley-Terry model's free offset.
+
+    The 1/2 is Coste et al.'s convention: their trainer (tlc4418/llm_optimization, `trainer_rm.py`) takes
+    Open-Assistant's `RMLoss`, which adds `score_l2_reg * 0.5 * (pos**2 + neg**2)` per pair, with 0.001.
+    Equivalently coef times the mean square over all 2N scores (how PARL's gradient is written)."""
+    return (0.5 * coef) * (chosen ** 2 + rejected ** 2).mean()
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -87,8 +97,10 @@ class RewardFitConfig(Config):
     """Gradient steps in all (overrides `epochs`): the same optimization budget for any data size."""
     batch_size: int = param(64, gt=0)
     lr: float = param(1e-3, gt=0)
-    score_l2: float = param(1e-3, ge=0)
-    """Coste et al.'s L2 on the scores, which pins their offset."""
+    score_l2: float = param(2e-3, ge=0)
+    """beta of the score L2 beta/2 (r_w^2 + r_l^2) (`score_l2_penalty`, Coste et al.'s form), which pins the
+    scores' offset. 2e-3 is twice Coste et al.'s 0.001: it keeps the penalty these models were always fit with
+    (earlier written 0.001 (r_w^2 + r_l^2))."""
     hidden: tuple[int, ...] = (64,)
     """The head's hidden widths (embedding model)."""
 
@@ -155,7 +167,7 @@ class LearnedRewardModel(nn.Module):
                 sub = pairs.subset(part.tolist())
                 chosen = self.raw(self.features(sub.problems, sub.chosen))
                 rejected = self.raw(self.features(sub.problems, sub.rejected))
-            return bradley_terry_loss(chosen, rejected) + cfg.score_l2 * (chosen ** 2 + rejected ** 2).mean()
+            return bradley_terry_loss(chosen, rejected) + score_l2_penalty(chosen, rejected, cfg.score_l2)
 
         losses = self.optimize(len(pairs), loss_of, cfg, seed)
         if cached is not None:

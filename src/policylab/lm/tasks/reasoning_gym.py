@@ -3,6 +3,10 @@
 rg's own scorer is kept, but RLVR's reward is exact match only: rg's default scorer gives
 len(oracle)/len(answer) credit when the oracle is a substring of the answer ("16" earns 0.5
 for oracle "6"), a hole a policy learns to exploit. The rg score stays available as `dense`.
+
+The response is stripped of surrounding whitespace before rg scores it, which rg itself does not do:
+its default scorer gives " 3" 0.5 for oracle "3" (the substring credit above); here " 3" is exact.
+Inner whitespace is left to rg's scorer.
 """
 
 from __future__ import annotations
