@@ -32,7 +32,7 @@ Hyper-parameters (policylab config -> d3rlpy config):
   IQL     lr -> actor/critic lr; expectile; beta -> weight_temp; max_weight; tau; rewards x 1000 /
           (max - min episode return) -> ReturnBasedRewardScaler(multiplier=1000) with our returns
   CQL     lr -> critic lr; policy_lr -> actor and temperature lr; fixed alpha_c (alpha_learning_rate 0);
-          conservative_weight = 2 alpha_c (our Bellman term is 1/2 MSE, d3rlpy's a full MSE);
+          conservative_weight = alpha_c (both Bellman terms are a full MSE per critic, CORL's form);
           num_sampled_actions -> n_action_samples; tau
 Not matched (each library's own design): d3rlpy's episodes hold no final next observation, so it
 drops the last transition of every time-limited episode (39,800 of 40,000 here); d3rlpy's IQL
@@ -116,7 +116,7 @@ def d3rlpy_config(name: str, prepared: Prepared):
                      expectile=cfg.expectile, weight_temp=cfg.beta, max_weight=cfg.max_weight, reward_scaler=scaler)
     return D3CQL(**common, actor_learning_rate=cfg.policy_lr, critic_learning_rate=cfg.lr,
                  temp_learning_rate=cfg.policy_lr, alpha_learning_rate=0.0, initial_alpha=1.0,
-                 conservative_weight=2.0 * cfg.cql_alpha, n_action_samples=cfg.num_sampled_actions)
+                 conservative_weight=cfg.cql_alpha, n_action_samples=cfg.num_sampled_actions)
 
 
 class D3rlpyPolicy:

@@ -70,6 +70,32 @@ def test_discrete_cql_term_by_hand():
     assert float(cql.regularizer(q_all, actions)) == pytest.approx(expected, rel=1e-6)
 
 
+def test_discrete_cql_loss_is_the_reference_form_by_hand():
+    """Schweighofer et al.'s `source/agents/cql.py` (ml-jku/OfflineRL) and the CQL authors' discrete code: a
+    plain Huber TD loss (batch mean, no extra 1/2) on the double-DQN target + alpha * mean(logsumexp Q - Q(s, a))."""
+    prepared, batch = fake_prepared(n=16)
+    torch.manual_seed(0)
+    cql = DiscreteCQL(prepared, DiscreteCQLConfig(alpha=0.1, hidden=(8,)))
+    with torch.no_grad():  # a target net that differs from the online one
+        for p in cql.learner.q_target.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    q, q_target = copy.deepcopy(cql.learner.q), copy.deepcopy(cql.learner.q_target)
+    metrics = cql.update(batch)  # its losses are computed on the networks before the step
+    obs, actions = batch["observations"], batch["actions"]
+    with torch.no_grad():
+        next_action = q(batch["next_observations"]).argmax(1, keepdim=True)
+        target = batch["rewards"] + (1 - batch["terminals"]) * 0.99 * \
+            q_target(batch["next_observations"]).gather(1, next_action).squeeze(1)
+        q_all = q(obs)
+        q_taken = q_all.gather(1, actions[:, None]).squeeze(1)
+        error = (q_taken - target).abs()
+        huber = torch.where(error < 1, 0.5 * error ** 2, error - 0.5).mean()
+        penalty = 0.1 * (torch.logsumexp(q_all, 1) - q_taken).mean()
+    assert cql.cfg.gamma == 0.99
+    assert float(metrics["loss/td"]) == pytest.approx(float(huber), rel=1e-6)
+    assert float(metrics["loss/regularizer"]) == pytest.approx(float(penalty), rel=1e-6)
+
+
 def test_cql_with_alpha_zero_is_dqn():
     prepared, batch = fake_prepared()
     torch.manual_seed(0)

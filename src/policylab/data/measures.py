@@ -7,7 +7,10 @@ g(D) is the mean episode return in D, D_random a uniform-random dataset of the s
 g_max the best evaluation return of the online agent whose replay is D_replay. u_sa counts the
 unique (state, action) pairs after binning every state and action dimension into 100 bins
 between the replay data's per-dimension minimum and maximum (`np.digitize` on a 100-point
-linspace, as the authors' evaluator does). The authors count with HyperLogLog (1% error); policylab
+linspace, as the authors' evaluator does). States and actions are cast to float64 first, so the bin edges
+are float64 linspaces, as NumPy 1 made them from float32 data; under NumPy 2's promotion rules (NEP 50) a
+linspace between float32 minima and maxima is float32, which can move a value lying on an edge into the
+neighbouring bin. The authors count with HyperLogLog (1% error); policylab
 counts exactly with `np.unique`, which is cheap at these sizes.
 """
 

@@ -1,11 +1,16 @@
 """Minari import/export: policylab datasets to and from local Minari datasets (`pip install policylab[minari]`).
 
 Both formats hold the same episodes (T + 1 observations, T actions, terminations and truncations
-apart), so the conversion is exact. Export writes Minari's `arrow` storage (pyarrow is already a
-policylab dependency) with the env's spaces when the env can be made, else unbounded Box /
-Discrete spaces; `env_spec`, `ref_min_score` / `ref_max_score` and policylab's own metadata (under
-the `policylab` key) go in Minari's metadata. Import reads Box observations and Box or Discrete
-actions. Only local datasets: nothing here downloads or uploads (`minari download <id>` first).
+apart), so the episode structure converts exactly; the numbers do not always: import stores
+observations, continuous actions and rewards as float32, so float64 values (the rewards Minari's
+collector records as Python floats, MuJoCo's observations) are rounded to float32 (about 7 significant
+digits); export writes float32 rewards, and observations / actions in the spaces' dtypes. Export
+writes Minari's `arrow` storage (pyarrow is already a policylab dependency) with the env's spaces when
+the env can be made, else unbounded Box / Discrete spaces; `env_spec`, `ref_min_score` /
+`ref_max_score` and policylab's own metadata (under the `policylab` key) go in Minari's metadata.
+A policylab -> Minari -> policylab round trip is exact (policylab data are float32 already). Import
+reads Box observations and Box or Discrete actions. Only local datasets: nothing here downloads or
+uploads (`minari download <id>` first).
 """
 
 from __future__ import annotations

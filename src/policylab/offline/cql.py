@@ -1,12 +1,15 @@
 """CQL — Conservative Q-Learning (Kumar et al. 2020), the SAC-based CQL(H) variant, CORL's defaults.
 
 Critic (eq. 4, with the log-sum-exp estimated by importance sampling as in the official code):
-    L_Q = alpha_c * E_s[ logsumexp_a Q(s, a) - E_{a~D} Q(s, a) ] + 1/2 E_D[(Q(s, a) - y)^2],
+    L_Q = sum_i [ alpha_c * E_s[ logsumexp_a Q_i(s, a) - E_{a~D} Q_i(s, a) ] + c E_D[(Q_i(s, a) - y)^2] ],
     y   = r + gamma (1 - d) min_i Qbar_i(s', a'),  a' ~ pi(s')   (no entropy in the backup, CORL's default)
 where logsumexp over actions uses N uniform actions (density 0.5^|A|) and N policy actions at s and at s'
-(each minus its log-density). Actor and temperature: SAC's, E[alpha log pi(a|s) - min_i Q_i(s, a)],
-alpha tuned toward entropy -|A|. Defaults: alpha_c = 10 and policy lr 3e-5 (CORL locomotion), critic
-lr 3e-4, N = 10.
+(each minus its log-density). c = `bellman_scale` = 1 is the plain MSE of each critic, summed over the two,
+as CORL (`algorithms/offline/cql.py`) and the authors' rlkit code train; c = 1/2 is eq. 4 as printed. Under
+Adam the overall scale of a loss hardly matters, so c = 1/2 acts like alpha_c doubled. Actor and
+temperature: SAC's, E[alpha log pi(a|s) - min_i Q_i(s, a)], alpha tuned toward entropy -|A|. Defaults:
+alpha_c = 10 and policy lr 3e-5 (CORL locomotion), critic lr 3e-4, N = 10. One order differs from CORL:
+the actor steps before the critic's loss is built (CORL builds all losses first, then steps).
 """
 
 from __future__ import annotations
@@ -24,10 +27,24 @@ from policylab.core.nn import EnsembleMLP, TanhGaussianHead, adam, mlp, soft_upd
 from policylab.offline.train import OfflineConfig, Prepared, require_actions
 
 
+def cql_critic_loss(q_data: torch.Tensor, target: torch.Tensor, q_candidates: torch.Tensor, cql_alpha: float,
+                    bellman_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(L_Q, its Bellman term, its conservative gap), each summed over the critics.
+
+    q_data [E, B]: Q_i(s, a) on the batch; target [B]: y; q_candidates [E, B, K]: the importance-corrected
+    Q values whose log-sum-exp estimates logsumexp_a Q_i(s, a).
+    """
+    bellman = bellman_scale * (q_data - target).pow(2).mean(1).sum()
+    gap = (torch.logsumexp(q_candidates, dim=-1) - q_data).mean(1).sum()
+    return bellman + cql_alpha * gap, bellman, gap
+
+
 @dataclass(frozen=True)
 class CQLConfig(OfflineConfig):
     cql_alpha: float = param(10.0, ge=0)
     """alpha_c, the weight of the conservative penalty (0 gives plain offline SAC)."""
+    bellman_scale: float = param(1.0, gt=0)
+    """c, the Bellman term's weight: 1 is CORL's / rlkit's plain MSE per critic; 0.5 is the paper's eq. 4 form."""
     num_sampled_actions: int = param(10, gt=0)
     policy_lr: float = param(3e-5, gt=0)
     tau: float = param(0.005, gt=0, le=1)
@@ -61,10 +78,41 @@ class CQL:
                      actions.reshape(B * N, -1))
         return q.view(2, B, N)
 
+    @torch.no_grad()
+    def critic_draws(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The actions the critic's loss needs: a' ~ pi(s') for the target, and N uniform, N pi(s) and
+        N pi(s') actions (with their log-densities) for the log-sum-exp."""
+        obs, next_obs = batch["observations"], batch["next_observations"]
+        B, N, A = obs.shape[0], self.cfg.num_sampled_actions, self.n_act
+        next_a, _ = self.sample(next_obs)
+        rand_a = torch.rand(B, N, A) * 2 - 1
+        rep_obs = obs[:, None].expand(B, N, obs.shape[-1]).reshape(B * N, -1)
+        rep_next = next_obs[:, None].expand(B, N, obs.shape[-1]).reshape(B * N, -1)
+        cur_a, cur_logp = self.sample(rep_obs)
+        nxt_a, nxt_logp = self.sample(rep_next)
+        return {"next_actions": next_a, "uniform": rand_a, "current": cur_a.view(B, N, A),
+                "current_logp": cur_logp.view(B, N), "next": nxt_a.view(B, N, A), "next_logp": nxt_logp.view(B, N)}
+
+    def critic_loss(self, batch: dict[str, torch.Tensor], draws: dict[str, torch.Tensor]
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(L_Q, Bellman term, conservative gap, Q(s, a) [2, B]) for the batch and `critic_draws`' actions."""
+        cfg, obs = self.cfg, batch["observations"]
+        with torch.no_grad():
+            target = batch["rewards"] + cfg.gamma * (1 - batch["terminals"]) * \
+                q_values(self.critic_target, batch["next_observations"], draws["next_actions"]).min(0).values
+        q = q_values(self.critic, obs, batch["actions"])
+        log_uniform = self.n_act * math.log(0.5)
+        candidates = torch.cat([
+            self._repeated_q(obs, draws["uniform"]) - log_uniform,
+            self._repeated_q(obs, draws["current"]) - draws["current_logp"][None],
+            self._repeated_q(obs, draws["next"]) - draws["next_logp"][None],
+        ], dim=-1)
+        loss, bellman, gap = cql_critic_loss(q, target, candidates, cfg.cql_alpha, cfg.bellman_scale)
+        return loss, bellman, gap, q
+
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        obs, actions, next_obs = batch["observations"], batch["actions"], batch["next_observations"]
-        B, N, A = obs.shape[0], cfg.num_sampled_actions, self.n_act
+        obs = batch["observations"]
 
         # actor and temperature (SAC)
         pi, logp = self.sample(obs)
@@ -82,26 +130,7 @@ class CQL:
         self.alpha_opt.step()
 
         # critic: Bellman error + conservative penalty
-        with torch.no_grad():
-            next_a, _ = self.sample(next_obs)
-            target = batch["rewards"] + cfg.gamma * (1 - batch["terminals"]) * \
-                q_values(self.critic_target, next_obs, next_a).min(0).values
-            rand_a = torch.rand(B, N, A) * 2 - 1
-            rep_obs = obs[:, None].expand(B, N, obs.shape[-1]).reshape(B * N, -1)
-            rep_next = next_obs[:, None].expand(B, N, obs.shape[-1]).reshape(B * N, -1)
-            cur_a, cur_logp = self.sample(rep_obs)
-            nxt_a, nxt_logp = self.sample(rep_next)
-        q = q_values(self.critic, obs, actions)
-        bellman = 0.5 * (q - target).pow(2).mean(1).sum()
-        log_uniform = A * math.log(0.5)
-        candidates = torch.cat([
-            self._repeated_q(obs, rand_a) - log_uniform,
-            self._repeated_q(obs, cur_a.view(B, N, A)) - cur_logp.view(1, B, N),
-            self._repeated_q(obs, nxt_a.view(B, N, A)) - nxt_logp.view(1, B, N),
-        ], dim=-1)
-        gap = torch.logsumexp(candidates, dim=-1) - q  # [2, B]
-        penalty = gap.mean(1).sum()
-        critic_loss = bellman + cfg.cql_alpha * penalty
+        critic_loss, bellman, penalty, q = self.critic_loss(batch, self.critic_draws(batch))
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()

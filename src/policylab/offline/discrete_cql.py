@@ -2,7 +2,10 @@
 
     L(theta) = alpha E_{s~D}[ log sum_a exp Q_theta(s, a) - Q_theta(s, a_D) ] + L_DQN(theta)
 The first term pushes Q down on every action and back up on the dataset's, so the greedy policy
-stays near the data. alpha = 1 is d3rlpy's default; the dataset-perspective study uses 0.1.
+stays near the data. L_DQN is the double-DQN Huber loss averaged over the batch (`core/q_learning.py`),
+with no extra 1/2 on it: the form of Schweighofer et al.'s code (ml-jku/OfflineRL, `source/agents/cql.py`:
+SmoothL1Loss + alpha * mean(logsumexp Q - Q(s, a))); the CQL authors' Atari code adds the same term to
+QR-DQN's quantile Huber loss. alpha = 1 is d3rlpy's default; the dataset-perspective study uses 0.1.
 """
 
 from __future__ import annotations

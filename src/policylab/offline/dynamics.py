@@ -4,7 +4,10 @@ OfflineRL-Kit trains it for MBRCSL): E Gaussian MLPs evaluated as one batched ne
     p_e(s' - s, r | s, a) = N(mu_e(s, a), diag exp(logvar_e(s, a)))
     logvar soft-bounded: max - softplus(max - l), then min + softplus(l - min), max / min learned
     L = mean_e [ (mu_e - y)^2 exp(-logvar_e) + logvar_e ] + 0.01 (sum max - sum min) + weight decay
-Each member trains on its own bootstrap draw of the training transitions; a hold-out set (the smaller
+Each step, every member gets its own minibatch drawn uniformly with replacement from the whole training
+split: independent minibatch streams, not a fixed per-member bootstrap resample (OfflineRL-Kit draws one
+bootstrap index set per member once, `np.random.randint(train_size, size=[num_ensemble, train_size])`,
+and reshuffles it every epoch). A hold-out set (the smaller
 of 20% and `holdout_max` transitions) scores every member by MSE after each epoch; a member's weights
 are kept at its best hold-out score (an improvement counts when > 1%); training stops once no member
 improved for `patience` epochs; the `elites` best members make the predictions, one drawn per row.

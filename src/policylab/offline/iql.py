@@ -6,6 +6,10 @@
 tau = 0.7, beta = 3, Polyak 0.005. The policy is a Gaussian with a tanh mean and a state-independent
 log-std (evaluated at its mean). Rewards are scaled by 1000 / (max episode return - min episode return)
 of the dataset, as CORL does for locomotion, so tau and beta mean the same across reward scales.
+Two conventions differ from CORL's `algorithms/offline/iql.py`: L_Q is the *sum* of the two critics' MSEs
+(CORL averages them, `sum(F.mse_loss(q, targets) for q in qs) / len(qs)`), which under Adam changes little
+beyond the logged `loss/critic` (twice CORL's q_loss); and the actor's learning rate is constant (CORL
+anneals it with a cosine schedule over the run).
 """
 
 from __future__ import annotations

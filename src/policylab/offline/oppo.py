@@ -14,7 +14,9 @@ context z* that the preferences pull toward the preferred segments' encodings; t
     act:    a = pi_theta(s, z*)
 
 Sources. Verified in the official code (the scripted-teacher version): the three losses and their forms (torch's
-TripletMarginLoss, p = 2, margin 1, z* the anchor; the norm loss an MSE of ||z|| to 1; the action MSE over the
+TripletMarginLoss, p = 2, margin 1, z* the anchor; torch's distance is ||x - y + 1e-6||, its pairwise_distance
+eps added to every coordinate of the difference, while `triplet_preference_loss` takes the plain ||x - y||: the
+two differ by under 1e-6 sqrt(d_z) per distance; the norm loss an MSE of ||z|| to 1; the action MSE over the
 steps that exist), L_HIM and L_norm summed over the two segment batches of a step, alpha = beta = 0.1, the order of
 the two steps and what each holds fixed (step 2 re-encodes the pair segments after step 1), the gradient clip 0.25
 on encoder and policy separately, z* ~ N(0, 2^2 I) with AdamW lr 1e-3 and weight decay 1e-4, encoder and policy

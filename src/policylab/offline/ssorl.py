@@ -1,6 +1,6 @@
 """SS-ORL — "Semi-Supervised Offline Reinforcement Learning with Action-Free Trajectories" (Zheng,
 Henaff, Amos, Grover; ICML 2023; official code github.com/facebookresearch/ssorl, `inverse_model_seq.py`,
-`data.py`).
+`data.py`, `model/mlp.py`, `config/config.yaml`).
 
 Most trajectories carry states and rewards but no actions. SS-ORL (Algorithm 1):
 1. train an inverse dynamics model (IDM) p(a_t | s_{t-k}, ..., s_t, s_{t+1}) on the labelled
@@ -10,12 +10,30 @@ Most trajectories carry states and rewards but no actions. SS-ORL (Algorithm 1):
 3. run any offline algorithm, unchanged, on the labelled plus the proxy-labelled data.
 
 The paper's split (§5): trajectories sorted by return, min(p n, q n) of them labelled, drawn at random
-from the lowest q fraction (p = 0.1, q = 0.5): the labels come from the worse half. Sources: the split,
-the IDM's form (k = 1 past state, zero-padded at an episode's start; log-std in [-5, 2]; labels
-clipped to +-(1 - 1e-5) so the tanh NLL stays finite), validation by trajectory and the ensemble mean
-follow the official code. Ours: a 2 x 256 IDM trained 3k steps at lr 1e-3 (the code trains 2 x 1024
-longer at 1e-4) without dropout; states standardized with the whole dataset's statistics (action-
-free data has states too) and actions in the env's unit box.
+from the lowest q fraction (p = 0.1, q = 0.5): the labels come from the worse half.
+
+As the official code does (checked in it):
+- the split (`data.py`, `load_dataset` / `setup_action_label`): its loader drops the lowest-return
+  trajectory (a loop that keeps trajectories while their total length stays *below* the dataset's), then
+  labels floor(p n') drawn uniformly from the floor(q n') lowest of the n' = n - 1 left, both sizes floored;
+- the IDM's window (`data.py` `get_transition`, `inverse_model_seq.py` `predict_actions_unlabeled_trajs`):
+  k = 1 past state; the k + 2 states are sliced from the episode's own T states, front-padded with raw
+  zeros and then standardized, so a pad reads -mean / std; the code never uses s_T, so the last step's
+  window is [pad, s_{T-2}, s_{T-1}] (`official_edges = False` gives [s_{t-k}, ..., s_t, s_{t+1}] with
+  standardized zeros as pads instead);
+- labels clamped to +-(1 - 1e-6) for the likelihood and proxy labels clipped to the same range
+  (`utils.py` `get_env_spec`'s action range, in D4RL's unit box); log-std squashed by tanh into [-5, 2]
+  (`model/mlp.py`); validation by held-out trajectories (floor(10%) of the labelled ones); the ensemble mean.
+Ours: the IDM is one network with mean and log-std heads (the code: two MLPs), 2 x 256, lr 1e-3, 3k steps
+of batch 1024 drawn with replacement, validated every 250 steps, no dropout (the code's default: 2 x 1024
+with dropout 0.1, lr 1e-4, 100 iterations of batch 1024 over shuffled transitions, validated every 10);
+states standardized with the whole dataset's statistics as the code does, but with the sample std floored
+at 1e-3 (the code adds 1e-6, which would scale a constant dimension's pad to -mean * 1e6); actions in the
+env's unit box; the lowest-return trajectory stays in the data, proxy-labelled (the code drops it from
+everything, which reads as a side effect of its loader, and we want the fully labelled arm and SS-ORL to
+see the same trajectories). The code means to keep the best validation checkpoint but rebinds a loop
+variable (`inverse_model_seq.py`, `inverse_model = copy.deepcopy(best_inverse_model)`), so it labels with
+the last iterate; we keep the best, as it intends.
 """
 
 from __future__ import annotations
@@ -26,6 +44,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from policylab.core.config import Config, param
 from policylab.core.errors import ConfigError
@@ -35,7 +54,8 @@ from policylab.data import OfflineData
 from policylab.envs.factory import make_env
 from policylab.envs.spaces import ActionScaler
 
-LABEL_CLIP = 1 - 1e-5
+LABEL_CLIP = 1 - 1e-6
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,8 @@ class SSORLConfig(Config):
     """q: labelled trajectories are drawn from the lowest-return q fraction."""
     history: int = param(1, ge=0)
     """k: past states the IDM sees besides s_t and s_{t+1}."""
+    official_edges: bool = True
+    """Episode-edge windows as the official code builds them (raw-zero pads, [pad, s_{T-2}, s_{T-1}] last)."""
     idm_hidden: tuple[int, ...] = (256, 256)
     ensemble: int = param(1, gt=0)
     idm_lr: float = param(1e-3, gt=0)
@@ -66,28 +88,62 @@ class SSORLConfig(Config):
 
 
 def label_split(returns: torch.Tensor, fraction: float, pool: float, seed: int) -> torch.Tensor:
-    """Boolean mask over trajectories: min(p n, q n) drawn at random from the lowest-return q fraction."""
+    """Boolean mask over trajectories, as the official code draws it: the lowest-return trajectory is set
+    aside, then floor(p n') are drawn at random from the floor(q n') lowest-return of the n' = n - 1 left."""
     n = returns.shape[0]
-    pool_size = max(1, math.ceil(pool * n))
-    count = max(1, min(round(fraction * n), pool_size))
-    lowest = returns.argsort()[:pool_size]
+    survivors = returns.argsort(stable=True)[1:]  # ascending; the official loader drops the lowest
+    pool_size = int(pool * (n - 1))
+    count = min(int(fraction * (n - 1)), pool_size)
+    if count == 0:
+        raise ConfigError(f"label_split: {n} trajectories leave {n - 1} after the lowest-return one, and "
+                          f"floor({fraction} x {n - 1}) or floor({pool} x {n - 1}) is 0: no trajectory would keep its "
+                          "actions (raise labelled_fraction / label_pool or use more trajectories)")
+    lowest = survivors[:pool_size]
     chosen = lowest[torch.randperm(pool_size, generator=torch.Generator().manual_seed(seed))[:count]]
     mask = torch.zeros(n, dtype=torch.bool)
     mask[chosen] = True
     return mask
 
 
-def idm_inputs(data: OfflineData, history: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """[N, (k + 2) obs_dim]: s_{t-k}, ..., s_t, s_{t+1} standardized, zeros before an episode's start."""
+def idm_inputs(data: OfflineData, history: int, mean: torch.Tensor, std: torch.Tensor,
+               official_edges: bool = True) -> torch.Tensor:
+    """[N, (k + 2) obs_dim]: the window s_{t-k}, ..., s_t, s_{t+1} of each transition, standardized.
+
+    official_edges (k > 0): the official code's window, the last k + 2 of the episode's states s_0..s_{T-1}
+    up to s_{t+1}, front-padded with raw zeros before standardizing; at the last step (no s_T among them)
+    that is [pad, s_{T-2}, s_{T-1}] for k = 1. Otherwise, and for k = 0 (where the code takes the next
+    observation too), past states before the start are standardized zeros and s_{t+1} is the next observation.
+    """
     t = torch.arange(len(data))
-    start = data.episode_starts[:-1][data.episode_ids]
+    ids = data.episode_ids
+    start, end = data.episode_starts[:-1][ids], data.episode_starts[1:][ids]
     norm = lambda x: (x - mean) / std  # noqa: E731
+    if official_edges and history > 0:
+        pad = norm(torch.zeros_like(mean))
+        upper = torch.minimum(t + 2, end)  # one past the window's last state
+        lower = torch.maximum(t - history, start)
+        columns = []
+        for j in range(history + 2):
+            index = upper - (history + 2) + j
+            valid = (index >= lower)[:, None]
+            columns.append(torch.where(valid, norm(data.observations[index.clamp(min=0)]), pad))
+        return torch.cat(columns, 1)
     past = []
     for j in range(history, 0, -1):
         index = t - j
         valid = (index >= start)[:, None]
         past.append(torch.where(valid, norm(data.observations[index.clamp(min=0)]), 0.0))
     return torch.cat([*past, norm(data.observations), norm(data.next_observations)], 1)
+
+
+def tanh_gaussian_nll(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """-log p(a) of tanh(N(mean, exp(log_std)^2)), summed over action dimensions and averaged over the rest;
+    labels clamped to +-LABEL_CLIP so that atanh stays finite. log |d tanh(u) / du| in the stable form
+    2 (log 2 - u - softplus(-2 u)), as the official code's TanhTransform computes it."""
+    u = torch.atanh(actions.clamp(-LABEL_CLIP, LABEL_CLIP))
+    gauss = -0.5 * ((u - mean) / log_std.exp()).square() - log_std - 0.5 * math.log(2 * math.pi)
+    log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+    return -(gauss - log_det).sum(-1).mean()
 
 
 class InverseDynamics(torch.nn.Module):
@@ -98,22 +154,18 @@ class InverseDynamics(torch.nn.Module):
         self.net = EnsembleMLP(ensemble, in_dim, 2 * act_dim, hidden)
 
     def distribution(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pre-tanh mean and log-std, [E, B, act_dim] each."""
-        mean, log_std = self.net(x).chunk(2, dim=-1)
-        return mean, log_std.clamp(-5.0, 2.0)
+        """Pre-tanh mean and log-std, [E, B, act_dim] each; the log-std squashed by tanh into [-5, 2]."""
+        mean, raw = self.net(x).chunk(2, dim=-1)
+        return mean, LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw) + 1.0)
 
     def nll(self, x: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """-log p(a | x) of the tanh-squashed Gaussian, averaged over members and transitions."""
-        a = actions.clamp(-LABEL_CLIP, LABEL_CLIP)
-        u = torch.atanh(a)
-        mean, log_std = self.distribution(x)
-        gauss = -0.5 * ((u - mean) / log_std.exp()).square() - log_std - 0.5 * math.log(2 * math.pi)
-        return -(gauss - torch.log1p(-a.square())).sum(-1).mean()
+        return tanh_gaussian_nll(*self.distribution(x), actions)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """The ensemble's mean action in [-1, 1]."""
-        return torch.tanh(self.distribution(x)[0]).mean(0).clamp(-1.0, 1.0)
+        """The ensemble's mean action (mean of tanh(mu_e)), clipped to +-LABEL_CLIP."""
+        return torch.tanh(self.distribution(x)[0]).mean(0).clamp(-LABEL_CLIP, LABEL_CLIP)
 
 
 def fit_inverse_dynamics(x: torch.Tensor, actions: torch.Tensor, episode: torch.Tensor, cfg: SSORLConfig,
@@ -155,7 +207,7 @@ def proxy_label(data: OfflineData, cfg: SSORLConfig, seed: int) -> tuple[Offline
     scaler = ActionScaler(make_env(data.metadata["env_id"]).action_space)
     unit = torch.as_tensor(scaler.to_unit(data.actions.numpy()), dtype=torch.float32).clamp(-1, 1)
     mean, std = data.observations.mean(0), data.observations.std(0).clamp(min=1e-3)
-    x = idm_inputs(data, cfg.history, mean, std)
+    x = idm_inputs(data, cfg.history, mean, std, cfg.official_edges)
     rows = labelled[data.episode_ids]
     model, info = fit_inverse_dynamics(x[rows], unit[rows], data.episode_ids[rows], cfg, seed)
     guessed = model.predict(x[~rows])
