@@ -23,6 +23,7 @@ demo: install
 	$(VENV)/bin/policylab run quickstart --workers $(WORKERS)
 
 test: install
+	$(VENV)/bin/policylab ledger --check
 	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup tests
 
 # d3rlpy 2.8.1 pins gymnasium==1.0.0; installed without its pins so it cannot downgrade ours.

@@ -67,4 +67,11 @@ EXPERIMENTS.add("bapo", Experiment(
     budgets_note={"quick": "tiny-gcd base on gcd, 10 updates (smoke run)",
                   "full": "tiny-mix base on the mix, 150 batches of 16 x 8 from the policy 4 batches old, "
                           "2 epochs x 2 minibatches each"},
+    paper="BAPO: Balanced Policy Optimization with Adaptive Clipping (2025)",
+    pillar="lm",
+    fidelity="faithful",
+    caveats=("No arm collapsed its entropy under this staleness (entropy ratio {bapo/entropy_ratio} for BAPO, "
+             "{grpo/entropy_ratio} for GRPO), so the failure BAPO guards against did not occur here. Positive tokens "
+             "already held a share of {bapo/bapo_positive_share} of the loss on average, and where they fell short the "
+             "bound search ran to the end of its ranges (mean bounds {bapo/bapo_clip_low} / {bapo/bapo_clip_high})."),
 ))

@@ -87,4 +87,12 @@ EXPERIMENTS.add("bnpo", Experiment(
     budgets_note={"quick": "tiny-gcd base, 10 updates, a 16-question pool (smoke run)",
                   "full": "tiny-mix base on gcd: gradient noise on a 64 x 8 pool (48 minibatches of 16), then 200 "
                           "updates of 16 prompts x 8 responses"},
+    paper="BNPO: Beta Normalization Policy Optimization (2025)",
+    pillar="lm",
+    fidelity="faithful",
+    caveats=("On the frozen base the three minibatch-gradient relative variances are close (BNPO "
+             "{bnpo/grad_relative_variance}, GRPO {grpo/grad_relative_variance}, REINFORCE "
+             "{reinforce/grad_relative_variance}). Every arm reaches the base's greedy ceiling on gcd early in "
+             "training (final pass@1 {bnpo}, greedy {bnpo/greedy_acc} for BNPO), so accuracy cannot separate the arms "
+             "here."),
 ))

@@ -87,4 +87,15 @@ EXPERIMENTS.add("cdsa", Experiment(
     run_arm=run_arm,
     budgets_note={"quick": "100 base steps, a 50-step guide, 5 episodes (smoke run)",
                   "full": "IQL / TD3+BC 10k gradient steps at width 64, guide 5k steps, 30 episodes clean and noisy"},
+    paper="CDSA: Conservative Denoising Score-based Algorithm (2024)",
+    pillar="offline",
+    fidelity="reconstructed",
+    fidelity_note="no official code and the method section was unreadable: the composition (denoising score, "
+                  "Tweedie step, inverse dynamics) is reconstructed from the abstract and summary; the guide's "
+                  "defaults are ours",
+    caveats=("With the default Tweedie step (sigma_g 0.1) the guide moves actions very little on average in the unit "
+             "box ({iql+cdsa.medium/mean_action_shift} on idp-medium, {iql+cdsa.medium-replay/mean_action_shift} on "
+             "idp-medium-replay), so it barely changes the policies and every effect is small; the step size is the "
+             "untested knob. Each guided arm adjusts the same trained base as its unguided arm (it records the base's "
+             "clean score, which must equal the base arm's)."),
 ))

@@ -112,4 +112,13 @@ EXPERIMENTS.add("dpo_q", Experiment(
     curve_x="updates",
     budgets_note={"quick": "tiny-gcd base on gcd, 100 prompts of pairs, 20 DPO updates (smoke run)",
                   "full": "tiny-mix base on the mix, pairs from 1000 prompts x 8 samples, 200 DPO updates of 64 pairs"},
+    paper="From r to Q*: Your Language Model is Secretly a Q-Function (2024)",
+    pillar="lm",
+    fidelity="faithful",
+    caveats=("Credit: on the base's wrong answers the implicit reward's minimum falls on the first wrong token "
+             "{dpo_greedy/credit_hit} of the time, against a chance rate of {dpo_greedy/credit_chance}. The chosen "
+             "responses' log-likelihood changes by {dpo_greedy/chosen_logp_change} nats over training (the rejected "
+             "ones' by {dpo_greedy/rejected_logp_change}) while the margin grows. Beam 2 and beam 8 reach "
+             "{dpo_beam4/beam2_acc} and {dpo_beam4/beam8_acc} against greedy's {dpo_greedy}, so the beam width "
+             "hardly matters at this scale."),
 ))

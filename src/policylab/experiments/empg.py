@@ -143,6 +143,21 @@ def _experiment(setting: str) -> Experiment:
         budgets_note={"quick": "4 updates, 40 test codes (smoke run)",
                       "full": f"{spec['shared']['base_model']} base ({spec['what']}), {full['steps']} updates of 16 "
                               "codes x 8 episodes; 200 test codes x 4 sampled episodes"},
+        paper="Entropy-Modulated Policy Gradients for Long-Horizon LLM Agents (2025)",
+        pillar="lm",
+        method="" if setting == "empg" else "empg",
+        fidelity="reconstructed",
+        fidelity_note="no training code was released: Eqs. 10-12 follow the project page's pseudocode; the A_mod line "
+                      "and the final zero-mean centring (Eq. 7, over steps, no std division) are reconstructed",
+        caveats={
+            "empg": ("Designed after empg_short for the long horizon the issue asks for. Queries reveal the whole "
+                     "board because a first long-horizon base whose queries showed only their own digit never learned "
+                     "the task in supervised warm-up; it was dropped before any RL run. Turns to success count solved "
+                     "episodes only, and a run that solves nothing counts the turn limit. The gradient-norm CV is "
+                     "taken over every update of the run."),
+            "empg_short": ("The first design, run before the long-horizon empg check. Its update count was raised "
+                           "from 40 to 60 before the full run because runs were cheap, not because of any result."),
+        }[setting],
     )
 
 

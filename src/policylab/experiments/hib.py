@@ -135,4 +135,14 @@ EXPERIMENTS.add("hib", Experiment(
     budgets_note={"quick": "150 gradient steps, 2 x 2 grids, 1 episode per cell (smoke run)",
                   "full": "10k gradient steps per arm, width 64, GRU(32), H = 8, d_z = 8; 4 x 4 held-out and "
                           "in-range grids, 3 episodes per cell"},
+    paper="Bridging the Sim-to-Real Gap: Historical Information Bottleneck (2023)",
+    pillar="offline",
+    fidelity="reconstructed, stand-in",
+    fidelity_note="the method section was unreadable: the KL and InfoNCE bounds and beta, lambda, T, H, d_z are "
+                  "reconstructed; offline IQL stands in for the paper's on-policy PPO",
+    caveats=("Read with the premise and context comparisons, this Pendulum depends on (m, l) less than intended: the "
+             "history alone hurts IQL on held-out dynamics, HIB mostly recovers that loss (held-out return {hib} vs "
+             "observation only {obs_only}, not a registered comparison), and the oracle with e does not beat HIB. "
+             "The bottleneck does make z predict e (probe R^2 {hib/probe_r2} vs {history/probe_r2}). Only IQL's "
+             "policy loss reaches the encoder, because its critic losses swamped the bottleneck in a pre-run check."),
 ))

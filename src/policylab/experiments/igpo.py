@@ -105,4 +105,11 @@ EXPERIMENTS.add("igpo", Experiment(
     budgets_note={"quick": "6 updates, 40 test codes (smoke run)",
                   "full": "tiny-search base on 3-digit search episodes (<= 5 turns), 150 updates of 16 codes x 8 "
                           "episodes; 200 test codes x 4 sampled episodes, 5 evaluations"},
+    paper="Information Gain-based Policy Optimization for multi-turn agents (2025)",
+    pillar="lm",
+    fidelity="faithful",
+    caveats=("Final held-out success is IGPO {igpo} vs outcome-only GRPO {grpo}, from a base at "
+             "{grpo/base_sampled_success}. The drop in zero-advantage groups is close to automatic: information gains "
+             "are almost never all equal within a group, while the share of groups with all-equal outcomes stays "
+             "similar ({igpo/equal_outcome_group_frac} vs {grpo/equal_outcome_group_frac})."),
 ))

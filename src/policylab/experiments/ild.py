@@ -92,4 +92,10 @@ EXPERIMENTS.add("ild", Experiment(
     curve_x="",
     budgets_note={"quick": "5 ILD iterations, 20 BC steps (smoke run)",
                   "full": "BC 2000 steps; ILD 1000 BC + 200 iterations x 32 rollouts of 100 steps"},
+    paper="Imitation Learning via Differentiable Physics (2022)",
+    pillar="irl",
+    fidelity="faithful",
+    caveats=("Success rates: ILD {ild/success}, BC {bc/success}. The ablation without truncation (no claim) lowers "
+             "the upright cost but also the success rate ({ild_full_bptt/success}) against the official truncation "
+             "every 10 steps. ILD also runs on Brax tasks through the optional `BraxEnv` backend (docs/theory.md)."),
 ))

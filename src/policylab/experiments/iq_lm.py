@@ -99,4 +99,14 @@ EXPERIMENTS.add("iq_lm", Experiment(
     budgets_note={"quick": "300 updates, 50 test questions (smoke run)",
                   "full": "fresh 2-layer tiny GPT, 1,000 fixed demonstrations, 2,000 updates of 64; 200 test "
                           "questions x 8 samples"},
+    paper="Imitating Language via Scalable Inverse RL (2024)",
+    pillar="lm",
+    fidelity="reconstructed",
+    fidelity_note="Eq. 14's form comes from a secondhand quote of the paper (its body was unreadable); gamma = 1 with "
+                  "V = 0 after EOS and the per-token mean are unverified choices",
+    caveats=("The accuracy comparisons declare no margin, so an interval around 0 reads as inconclusive, not as "
+             "equal to MLE. Reward AUC correct vs wrong: MLE {mle/reward_auc}, lambda 0.1 {iq_0.1/reward_auc}, lambda "
+             "1 {iq_1/reward_auc}; greedy accuracy {mle/greedy_acc}, {iq_0.1/greedy_acc} and {iq_1/greedy_acc}, "
+             "though the main metric is sampled accuracy. The task, model, data and step count were set by MLE-only "
+             "sizing runs on a seed outside the claim's (disclosed in the module)."),
 ))

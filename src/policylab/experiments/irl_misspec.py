@@ -87,4 +87,11 @@ EXPERIMENTS.add("irl_misspec", Experiment(
     run_arm=run_arm,
     curve_x="",
     budgets_note={"quick": "2 MDPs, 50 potentials", "full": "10 MDPs of 12 states per seed, 400 potentials"},
+    paper="Quantifying the Sensitivity of IRL to Misspecification (2024)",
+    pillar="irl",
+    fidelity="faithful",
+    caveats=("A wrong temperature leaves the distance at exactly 0, so 'alpha' x4 vs correct' is inconclusive at "
+             "effect 0, which is the claimed outcome. tau' with 10% noise at B = 1 gives {tau_10pct.B1}, the same "
+             "as tau' with 1% at B = 10 ({tau_1pct}): the residual is linear in the noise weight times ||Phi||. A "
+             "worst case over random potentials is a lower bound on the supremum, which is unbounded in ||Phi||."),
 ))

@@ -83,4 +83,15 @@ EXPERIMENTS.add("karl", Experiment(
     curve_x="",
     budgets_note={"quick": "50 / 20 images per group, 30 iterations (smoke run)",
                   "full": "1000 / 200 images per group, 4000 iterations of batch 128 per model"},
+    paper="Single-pass Adaptive Image Tokenization for Minimum Program Search (KARL, 2025)",
+    pillar="vision",
+    fidelity="scaled down",
+    fidelity_note="continuous tokens (no VQ), MLP encoder and decoder on 8 x 8 images, no base 2-D tokenizer and no "
+                  "GAN / LPIPS stage; the two-phase training follows the official code",
+    caveats=("The ordering by complexity is not clean: constant images get {karl.vs.search/tokens_constant} tokens "
+             "on average against rectangles {karl.vs.search/tokens_rectangle}, digits {karl.vs.search/tokens_digit} "
+             "and noise {karl.vs.search/tokens_noise}, because with the paper's relabelling a constant image's target "
+             "budget is uniform over budgets (the notes' failure mode). The notes' minimal-budget relabelling gives "
+             "constant images {karl_minimal.vs.search/tokens_constant}. At epsilon 0.003 the agreement with the "
+             "search is {karl.vs.search/rho_search_0.003}."),
 ))

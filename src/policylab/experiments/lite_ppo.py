@@ -59,4 +59,10 @@ EXPERIMENTS.add("lite_ppo", Experiment(
     curve_x="sampled responses",
     budgets_note={"quick": "tiny-gcd base on gcd, 12 updates (smoke run)",
                   "full": "tiny-mix base on the five-task mix, 200 updates of 16 prompts x 8 responses"},
+    paper="Part I: Tricks or Traps? A Deep Dive into RL for LLM Reasoning (2025)",
+    pillar="lm",
+    fidelity="faithful",
+    caveats=("No arm moved held-out greedy accuracy far from the base model's {lite_ppo/base_greedy_acc} within the "
+             "budget, so this check cannot separate the objectives. The follow-up lite_ppo_skew therefore tests the "
+             "paper's mechanism, batch-std normalization under concentrated rewards, where it should act."),
 ))

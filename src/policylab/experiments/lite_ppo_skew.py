@@ -68,4 +68,12 @@ EXPERIMENTS.add("lite_ppo_skew", Experiment(
     curve_x="sampled responses",
     budgets_note={"quick": "tiny-gcd base, 10 updates (smoke run)",
                   "full": "tiny-mix base, 200 updates of 16 prompts x 8 responses per regime"},
+    paper="Part I: Tricks or Traps? A Deep Dive into RL for LLM Reasoning (2025)",
+    pillar="lm",
+    method="lite_ppo",
+    fidelity="faithful",
+    caveats=("Designed after lite_ppo, where no arm moved off the base. In the hard regime the batch std gives the "
+             "rare success a larger advantage than the group std does (mean max |advantage| "
+             "{lite_ppo-hard/adv_abs_max_mean} vs {grpo-hard/adv_abs_max_mean}) and larger gradient-norm peaks "
+             "({lite_ppo-hard/grad_norm_max} vs {grpo-hard/grad_norm_max}), the opposite of the paper's fewer spikes."),
 ))

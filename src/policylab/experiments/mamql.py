@@ -87,4 +87,14 @@ EXPERIMENTS.add("mamql", Experiment(
     curve_x="",
     budgets_note={"quick": "200 IQ-Learn steps (smoke run)",
                   "full": "3000 full-batch IQ-Learn steps per player, 10 / 50 / 200 demonstrations"},
+    paper="Multi-Agent Inverse Q-Learning from Demonstrations (2025)",
+    pillar="irl",
+    fidelity="reconstructed",
+    fidelity_note="no official code was found: the per-agent chi^2 IQ-Learn objective on marginalized critics is "
+                  "derived in the notes from the paper's summary; tabular critics, no reward-network distillation",
+    caveats=("Against independent IQ-Learn on each player's own cell: in this game the rewards depend mostly on a "
+             "player's own position, so the 9-state critic generalizes better than the 81-state marginal one; a game "
+             "whose rewards depend on the other player's position would be the fairer test. Rewards are compared by "
+             "STARC distance, not raw correlation, which potential shaping makes meaningless. Seed 0 ran a pilot at "
+             "10 demonstrations before the protocol was fixed, hence seeds 1 to 5."),
 ))

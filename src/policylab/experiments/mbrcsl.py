@@ -102,4 +102,15 @@ EXPERIMENTS.add("mbrcsl", Experiment(
     budgets_note={"quick": "tiny models, 50 learner steps (smoke run)",
                   "full": "dynamics 5 x 3 x 128 (<= 10 passes), diffusion 5k steps, <= 25 x 200 rollouts, then RCSL "
                           "5k steps; RCSL and CQL 5k steps on the data"},
+    paper="Free from Bellman Completeness: Model-based RCSL (2023)",
+    pillar="offline",
+    fidelity="scaled down",
+    fidelity_note="dynamics ensemble of 5 members x 3 x 128 (official 7 x 4 x 200) and at most 50 kept rollouts "
+                  "(official 100), which bear directly on stitching; the algorithm follows the official code",
+    caveats=("The filter kept about {mbrcsl/kept} rollouts per seed ({mbrcsl/rollout_batches} batches of 200) with "
+             "model returns {mbrcsl/kept_return_mean} against the data's best {mbrcsl/best_data_return}, but their "
+             "share on the short route is {mbrcsl/kept_short_route}: they are detours the model overrates (their "
+             "actions replayed open loop in the real maze return {mbrcsl/kept_real_return}). At the junction the two "
+             "data groups differ in velocity (one stops there, the other passes at speed), so the behaviour policy, "
+             "conditioned on velocity, does not turn the stopped ball toward the goal."),
 ))

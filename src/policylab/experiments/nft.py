@@ -52,4 +52,14 @@ EXPERIMENTS.add("nft", Experiment(
     **CLAIM_DEFAULTS,
     budgets_note={"quick": "tiny-gcd base on gcd, 10 updates (smoke run)",
                   "full": "tiny-mix base on gcd, 200 updates of 16 prompts x 8 responses, 2 minibatches each"},
+    paper="Bridging Supervised Learning and RL in Math Reasoning (NFT, 2025)",
+    pillar="lm",
+    fidelity="faithful",
+    caveats=("The comparisons with GRPO and Dr. GRPO have no declared margin, so an interval around 0 there is "
+             "inconclusive, not evidence of equality; NFT, GRPO and Dr. GRPO all sit at the base's gcd ceiling "
+             "(pass@1 {nft}, "
+             "{grpo}, {dr_grpo}). Against the notes' expectation, RFT keeps the most entropy (ratio "
+             "{rft/entropy_ratio} vs NFT's {nft/entropy_ratio}) and the best pass@16 ({rft/pass@16} vs "
+             "{nft/pass@16}). On-policy, NFT's gradient equals Dr. GRPO's (normalize 1) and population-std GRPO's "
+             "(normalize 2), checked in `tests/lm/test_nft.py`."),
 ))

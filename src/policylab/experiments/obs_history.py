@@ -122,4 +122,15 @@ EXPERIMENTS.add("obs_history", Experiment(
     budgets_note={"quick": "150 gradient steps, 3 evaluation episodes (smoke run)",
                   "full": "8k gradient steps per arm, width 64, GRU(32), 4 evaluations of 10 episodes"},
     figures=(bisim_vs_return,),
+    paper="Offline RL with Observation Histories (2023)",
+    pillar="offline",
+    fidelity="reconstructed",
+    fidelity_note="the method section was unreadable: the bisimulation loss is the notes' DBC-style form (Zhang et "
+                  "al. 2021) with a target encoder and L1 distances",
+    caveats=("Every arm's bisimulation loss is measured, but only history_bisim trains on it (final loss "
+             "{observation/bisim_loss} observation only, {history/bisim_loss} history, {history_bisim/bisim_loss} "
+             "with the loss). The correlation claim, Spearman's rho between final bisimulation loss and score over "
+             "the 9 runs (expected negative), is drawn with its bootstrap interval in the "
+             "[figure](../results/obs_history.bisim_vs_return.png) and not turned into a verdict: with 9 runs that "
+             "interval is wide."),
 ))

@@ -76,4 +76,13 @@ EXPERIMENTS.add("odice", Experiment(
     curve_x="gradient steps",
     budgets_note={"quick": "100 gradient steps (smoke run)",
                   "full": "10k gradient steps, width 64, on idp-medium-replay; 20 episodes with perturbed starts"},
+    paper="ODICE: Distribution Correction Estimation via Orthogonal-gradient Update (2024)",
+    pillar="offline",
+    fidelity="faithful",
+    caveats=("Scores are low in absolute terms on this dataset: O-DICE's raw return is {odice/return}, far below the "
+             "dataset's expert reference. The forward and backward value gradients point against each other "
+             "throughout training (mean cosine {odice/grad_cosine_mean}), the conflict the projection removes. With "
+             "perturbed initial states every arm's score drops (O-DICE {odice/score_perturbed}, IQL "
+             "{iql/score_perturbed}). lambda and eta are the official code's defaults, not the paper's per-dataset "
+             "table."),
 ))

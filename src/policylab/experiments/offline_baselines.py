@@ -77,4 +77,14 @@ EXPERIMENTS.add("offline_baselines", Experiment(
     curve_x="gradient steps",
     budgets_note={"quick": "200 gradient steps per run (smoke run; builds the datasets when missing)",
                   "full": "10k gradient steps per run, 2 x 64 networks"},
+    paper="The offline baselines against the published tables of IQL (Kostrikov et al. 2022) and CORL (Tarasov et "
+          "al. 2023)",
+    pillar="offline",
+    fidelity="scaled down",
+    fidelity_note="2 x 64 networks for every method (CORL's 2 x 256) and 10k gradient steps (CORL's 1M); otherwise "
+                  "each method's paper / CORL hyper-parameters",
+    caveats=("A check of the baselines' ordering in the published tables, not of one paper's claim. The width is "
+             "set by CQL, whose update evaluates its critics on 30 sampled actions per state. On maze2d-umaze the "
+             "data go toward random goals while the sparse reward sits at a fixed evaluation goal, which is what "
+             "makes the IQL-vs-RCSL comparison a test of stitching."),
 ))

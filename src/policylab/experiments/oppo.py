@@ -121,6 +121,16 @@ EXPERIMENTS.add("oppo", Experiment(
     budgets_note={"quick": "200 learner steps, a 100-step reward fit (smoke run)",
                   "full": "2,000 labelled window pairs; OPPO 10k steps; BT reward 2k steps then IQL 10k steps; BC "
                           "and IQL on true rewards 10k steps; width 64"},
+    paper="Beyond Reward: Offline Preference-guided Policy Optimization (2023)",
+    pillar="offline",
+    fidelity="scaled down",
+    fidelity_note="MLP encoder and policy instead of the official BERT encoder and Decision-Transformer decoder, 10k "
+                  "instead of 100k steps, no warm-up; losses, weights and z* init follow the official code",
+    caveats=("z* points the right way (mean distance {oppo/zstar_dist_top} to the top-decile windows' encodings vs "
+             "{oppo/zstar_dist_bottom} to the bottom decile) but sits far outside the encodings (norm "
+             "{oppo/zstar_norm}, while the norm loss keeps encodings near 1), and the policy does use z (shuffling "
+             "encodings moves actions by {oppo/z_shuffle_action_change}). The follow-up oppo_zinit tests one "
+             "explanation, the official N(0, 4I) init of z* far outside the encodings."),
 ))
 
 
@@ -141,4 +151,14 @@ EXPERIMENTS.add("oppo_zinit", Experiment(
     curve_x="gradient steps",
     budgets_note={"quick": "200 learner steps, a 100-step reward fit (smoke run)",
                   "full": "as `oppo`: 2,000 labelled window pairs; OPPO 10k steps; BT reward 2k steps then IQL 10k"},
+    paper="Beyond Reward: Offline Preference-guided Policy Optimization (2023)",
+    pillar="offline",
+    method="oppo",
+    fidelity="scaled down",
+    fidelity_note="as `oppo` (MLP encoder and policy instead of BERT and the DT decoder, 10k instead of 100k steps), "
+                  "with z* initialized at N(0, I/8) instead of the official N(0, 4I)",
+    caveats=("Designed after the oppo result to test one explanation; the oppo verdict stands whatever this shows. "
+             "Started at norm about 1, z* drifted out to norm {oppo.z1/zstar_norm} anyway. Before this design the "
+             "helper who built OPPO had evaluated the final oppo checkpoints with other contexts, so the direction of "
+             "the first comparison was expected (disclosed in the module)."),
 ))

@@ -252,4 +252,16 @@ EXPERIMENTS.add("parl", Experiment(
     budgets_note={"quick": "4 rounds of 16 queries; lm: 16 train and 16 test questions (smoke run)",
                   "full": "20 rounds of 16 queries, 50 Adam steps after each; bandit 20 x 50; lm: 64 train and 64 "
                           "test questions, 16 samples each from tiny-mix"},
+    paper="PARL: A Unified Framework for Policy Alignment in RL (2023)",
+    pillar="lm",
+    fidelity="reconstructed",
+    fidelity_note="the paper's body was unreadable: (P1)-(P6) follow the notes' reconstruction; the LM lower level is "
+                  "the closed form over candidate sets, not policy-gradient steps",
+    caveats=("The implicit (hypergradient) term suffers from importance weights that collapse on the reused buffer: "
+             "effective sample size {bandit.parl/effective_sample_size} with it vs "
+             "{bandit.parl_direct/effective_sample_size} without, on the bandit; reusing one buffer is our choice, not "
+             "the paper's. With exact expectations instead of queries the full estimator closes "
+             "{bandit.parl/limit_gap_closed} of the bandit's gap against {bandit.offline/limit_gap_closed} for the "
+             "offline one. Queries to threshold count 336 for a run that never reaches half the oracle's gap (PARL "
+             "{bandit.parl/queries_to_threshold}, offline {bandit.offline/queries_to_threshold} on the bandit)."),
 ))

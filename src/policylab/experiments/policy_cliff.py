@@ -127,4 +127,14 @@ EXPERIMENTS.add("policy_cliff", Experiment(
     budgets_note={"quick": "tiny-tied-gcd base, 20 updates per run (smoke run)",
                   "full": "tiny-tied-gcd base, 250 RLOO updates of 16 prompts x 8 responses per run, two runs per "
                           "arm and seed; distance on 200 test questions"},
+    paper="The Policy Cliff: reward-policy maps in LLMs (2025)",
+    pillar="lm",
+    fidelity="faithful",
+    caveats=("Exact part: on a tied bandit and a 2-step token MDP the soft-optimal TV never exceeds Prop. 4.5's "
+             "eps / (2 alpha) over the 15 (eps, alpha) pairs (largest ratio to the bound "
+             "{entropy/exact_tv_over_bound_max}, {entropy/exact_violations} violations), while the hard optimum jumps "
+             "from TV {no_reg/exact_hard_tv_eps0} to {no_reg/exact_hard_tv_min} at any eps > 0. In the tiny-LM part "
+             "the entropy arm pays for its smaller distance in accuracy (pass@1 {entropy/pass@1_a} / "
+             "{entropy/pass@1_b} in its two runs vs {no_reg/pass@1_a} / {no_reg/pass@1_b} unregularized); the KL arm "
+             "does not ({kl/pass@1_a} / {kl/pass@1_b})."),
 ))

@@ -65,4 +65,12 @@ EXPERIMENTS.add("rec", Experiment(
     **CLAIM_DEFAULTS,
     budgets_note={"quick": "tiny-gcd base on gcd, 10 updates (smoke run)",
                   "full": "tiny-mix base on gcd, 200 batches of 16 x 8 from the policy 8 batches old"},
+    paper="Group-Relative REINFORCE Is Secretly an Off-Policy Algorithm (2025)",
+    pillar="lm",
+    fidelity="faithful",
+    caveats=("Plain REINFORCE did not degrade with these stale rollouts (pass@1 {reinforce}, at the same gcd ceiling "
+             "as every arm; mean |log ratio| to the behaviour policy only {reinforce/abs_log_ratio}), so the claim's "
+             "premise did not occur at this scale and the differences between arms are practically nil. GRPO = REC "
+             "one-side + IS and AsymRE = REINFORCE + forward KL are gradient identities checked in "
+             "`tests/lm/test_rec.py`."),
 ))

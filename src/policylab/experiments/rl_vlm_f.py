@@ -102,4 +102,15 @@ EXPERIMENTS.add("rl_vlm_f", Experiment(
     curve_x="gradient steps",
     budgets_note={"quick": "200 learner steps, a 100-step reward fit (smoke run)",
                   "full": "2,000 pairs, reward ensemble 2k steps, then IQL / BC 10k gradient steps, width 64"},
+    paper="Real-World Offline RL from Vision Language Model Feedback (2024)",
+    pillar="offline",
+    fidelity="stand-in",
+    fidelity_note="a scripted noisy teacher on Pendulum's progress stands in for the VLM; reward members 3 x 64 "
+                  "(the official 3 x 256)",
+    caveats=("This tests the pipeline's mechanism with a scripted stand-in, not a VLM's accuracy. The learned reward "
+             "tracks true progress closely (Spearman {rl_vlm_f.p0/reward_spearman} without flips), and the "
+             "proximity-dependent label flips of the p25 and p50 arms (realized error rates "
+             "{rl_vlm_f.p25/label_error_rate} and {rl_vlm_f.p50/label_error_rate}) leave it at "
+             "{rl_vlm_f.p25/reward_spearman} and {rl_vlm_f.p50/reward_spearman}, with scores {rl_vlm_f.p25} and "
+             "{rl_vlm_f.p50}."),
 ))

@@ -149,4 +149,13 @@ EXPERIMENTS.add("rm_ensemble", Experiment(
     budgets_note={"quick": "tiny-gcd base on gcd, 200 pairs, pool 16, 6 RL updates (smoke run)",
                   "full": "tiny-mix base on the mix; 2000 pairs, 5 members; best-of-n from 64 samples x 100 prompts; "
                           "RLOO 100 updates x 128 responses, KL penalty 0.01, lr 2e-4"},
+    paper="Reward Model Ensembles Help Mitigate Overoptimization (2023)",
+    pillar="lm",
+    fidelity="faithful",
+    caveats=("Overoptimization itself appears in every arm: in RL the single model's gold rises from "
+             "{single/base_gold} to a peak of {single/rl_gold_peak} and falls back by {single/rl_overoptimization} "
+             "by the end (KL {single/rl_kl} nats) while the proxy keeps rising, and best-of-n gold with 25% noise "
+             "peaks and then falls as n grows ([figure](../results/rm_ensemble.overoptimization.png)). The ensembles "
+             "do not prevent it here. A likely cause: the members share the trunk's frozen features and the same "
+             "pairs, so their errors are correlated (the Eisenstein et al. pitfall in the notes)."),
 ))

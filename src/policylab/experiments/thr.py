@@ -66,4 +66,12 @@ EXPERIMENTS.add("thr", Experiment(
     **CLAIM_DEFAULTS,
     budgets_note={"quick": "tiny-gcd base on gcd, 8 updates, 40 test questions (smoke run)",
                   "full": "tiny-mix base on the five-task mix, 160 updates of 16 prompts x 8 responses"},
+    paper="Token Hidden Reward: Steering Exploration-Exploitation in Group Relative Deep RL (2025)",
+    pillar="lm",
+    fidelity="reconstructed",
+    fidelity_note="the THR paper's body was unreadable: the score follows its predecessor NTHR; THR = A s and the "
+                  "1 + p sign(THR) reweighting are reconstructions, |p| = 0.5 the notes' value",
+    caveats=("The p = +0.5 reweighting also raises the mean gradient norm ({thr_pos/grad_norm_mean} vs GRPO's "
+             "{grpo/grad_norm_mean}), so part of its accuracy gain may be a step-size effect rather than better "
+             "credit. See `lm/losses/thr.py` for which formulas come from NTHR and which are reconstructed."),
 ))

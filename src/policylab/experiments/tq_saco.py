@@ -79,4 +79,14 @@ EXPERIMENTS.add("tq_saco", Experiment(
     curve_x="gradient steps",
     budgets_note={"quick": "5k-transition datasets from a 5k-step DQN, 300 gradient steps (smoke run)",
                   "full": "100k-transition datasets, 20k gradient steps per run"},
+    paper="A Dataset Perspective on Offline RL (2021)",
+    pillar="offline",
+    fidelity="scaled down",
+    fidelity_note="2 x 256 networks (the paper's 3 x 256) and 20k gradient steps (the paper's 500k); TQ, SACo and "
+                  "the normalization follow the authors' evaluator",
+    caveats=("The metric is the best of 10 evaluations, so an arm that reaches the reference return at any "
+             "evaluation scores 100 and arms at that ceiling cannot be separated. Every arm also reports its "
+             "dataset's TQ and SACo (`tq`, `saco`) and its final, not best, evaluation (`final_normalized`). The "
+             "expert and noisy datasets come from the online DQN's best-evaluation policy, not its final one as in "
+             "the paper, because a DQN's final CartPole policy oscillates."),
 ))

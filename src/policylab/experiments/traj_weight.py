@@ -79,4 +79,12 @@ EXPERIMENTS.add("traj_weight", Experiment(
     curve_x="gradient steps",
     budgets_note={"quick": "100 gradient steps (smoke run)",
                   "full": "3k gradient steps per learner, width 64, on pendulum-mix5 and pendulum-mix50"},
+    paper="Harnessing Mixed Offline RL Datasets via Trajectory Weighting (2023)",
+    pillar="offline",
+    fidelity="faithful",
+    caveats=("The samplers change only which transitions a batch draws, never a learner's loss, and are usable by "
+             "every algorithm through `sampler=`; the quickstart's BC + RW arm on pendulum-mix5 uses the same one. "
+             "Pendulum episodes all start from random angles, so AW (the return's advantage over a linear fit on the "
+             "start state) differs from RW here. Each weighted arm reports the sampler's effective sample size in "
+             "trajectories (`ess_trajectories`), since a small alpha can concentrate training on a few episodes."),
 ))

@@ -94,4 +94,13 @@ EXPERIMENTS.add("ufo", Experiment(
     budgets_note={"quick": "6 updates, 40 test questions (smoke run)",
                   "full": "tiny-retry base on gcd retry episodes, 300 updates of 16 questions x 8 episodes; "
                           "200 test questions x 4 sampled 5-turn episodes"},
+    paper='A Simple "Try Again" Can Elicit Multi-Turn LLM Reasoning (UFO, 2025)',
+    pillar="lm",
+    fidelity="stand-in",
+    fidelity_note="the engine's group-relative advantage on the episode return replaces the paper's PPO with a "
+                  "critic; the reward is the paper's episode-level form",
+    caveats=("Every arm starts from `tiny-retry`, warm-started on noisy scripted episodes that sometimes repeat a "
+             "wrong answer, so repetition is present before any RL. `multi_turn` is the ablation that trains on the "
+             "same 5-turn episodes with the plain solved-or-not reward and no repetition penalty. Turns to success "
+             "count solved episodes only, so an arm that also solves questions at later turns can show more turns."),
 ))
