@@ -112,5 +112,8 @@ EXPERIMENTS.add("mbrcsl", Experiment(
              "share on the short route is {mbrcsl/kept_short_route}: they are detours the model overrates (their "
              "actions replayed open loop in the real maze return {mbrcsl/kept_real_return}). At the junction the two "
              "data groups differ in velocity (one stops there, the other passes at speed), so the behaviour policy, "
-             "conditioned on velocity, does not turn the stopped ball toward the goal."),
+             "conditioned on velocity, does not turn the stopped ball toward the goal. A rerun at f9d507d was "
+             "discarded, not committed: a since-reverted split of the Gaussian head's log-prob had moved its CQL arm "
+             "at float rounding (by up to 0.9); this result is the rerun after CQL's Bellman term became CORL's "
+             "(issue 20), which changes the CQL arm only."),
 ))
