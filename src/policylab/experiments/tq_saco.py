@@ -88,5 +88,10 @@ EXPERIMENTS.add("tq_saco", Experiment(
              "evaluation scores 100 and arms at that ceiling cannot be separated. Every arm also reports its "
              "dataset's TQ and SACo (`tq`, `saco`) and its final, not best, evaluation (`final_normalized`). The "
              "expert and noisy datasets come from the online DQN's best-evaluation policy, not its final one as in "
-             "the paper, because a DQN's final CartPole policy oscillates."),
+             "the paper, because a DQN's final CartPole policy oscillates. Offline DQN at 20k steps fails on the "
+             "replay, noisy and expert data (normalized {dqn.replay}, {dqn.noisy}, {dqn.expert}) and succeeds on "
+             "random and mixed data ({dqn.random}, {dqn.mixed}), whatever their SACo (replay {dqn.replay/saco}, "
+             "random {dqn.random/saco}); the datasets it fails on hold few terminations. The run before issue 20 used "
+             "datasets built before the per-episode s_0 fix (replay TQ then higher), where BC on expert vs replay was "
+             "inconclusive."),
 ))
