@@ -153,11 +153,21 @@ def test_truncate_metrics_keeps_steps_up_to_k_and_drops_torn_line(tmp_path):
     assert path.read_text().endswith("\n")
 
 
-def test_truncate_metrics_drops_lines_without_a_step(tmp_path):
+def test_truncate_metrics_keeps_what_it_cannot_prove_is_after_the_checkpoint(tmp_path):
+    # issue 21: a record whose step cannot be read is kept (it may predate the checkpoint); lines that are not
+    # records at all (torn, a bare list, an empty line, bytes that are not UTF-8) are dropped
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step": 1, "v": 1}\n{"v": 2}\n[1, 2]\n\n{"step": 2}\n{"step": 9}\n')
-    truncate_metrics(path, 5)
-    assert read_metrics(path) == [{"step": 1, "v": 1}, {"step": 2}]
+    path.write_bytes(b'{"step": 1, "v": 1}\n{"v": 2}\n[1, 2]\n\n\xff\xfe\n{"step": "3"}\n{"step": 2}\n{"step": 9}\n{"st')
+    assert truncate_metrics(path, 5) == 4
+    assert read_metrics(path) == [{"step": 1, "v": 1}, {"v": 2}, {"step": "3"}, {"step": 2}]
+
+
+def test_truncate_metrics_to_a_record_count_keeps_exactly_those(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 2, "eval/x": 1}\n{"step": 3}\n')
+    assert truncate_metrics(path, keep_records=3) == 3
+    assert read_metrics(path) == [{"step": 1}, {"step": 2}, {"step": 2, "eval/x": 1}]
+    assert truncate_metrics(path, keep_records=0) == 0 and path.read_text() == ""
 
 
 def test_truncate_metrics_before_first_step_empties_the_file(tmp_path):

@@ -7,6 +7,7 @@ step, and whatever state the trainer collected (model, optimizers, sources, RNGs
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +60,23 @@ def load_checkpoint(path: str | Path, algo: str | None = None) -> dict[str, Any]
     return payload
 
 
-def load_latest(folder: str | Path, algo: str | None = None) -> dict[str, Any] | None:
-    """The newest checkpoint that loads; a damaged newest one falls back to the one before."""
-    errors = []
+def load_latest(folder: str | Path, algo: str | None = None,
+                check: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any] | None:
+    """The newest checkpoint that loads (and passes `check`, which raises CheckpointError on a payload it cannot
+    use); a damaged newer one falls back to the one before. The result holds its "path" and, under "skipped",
+    the (path, reason) of every newer checkpoint passed over, for the caller to report."""
+    skipped: list[tuple[str, str]] = []
     for path in reversed(list_checkpoints(folder)):
         try:
-            return {**load_checkpoint(path, algo), "path": str(path)}
+            payload = load_checkpoint(path, algo)
+            if check is not None:
+                check(payload)
+            return {**payload, "path": str(path), "skipped": skipped}
         except CheckpointError as err:
             if "was written by algorithm" in str(err):
                 raise
-            errors.append(str(err))
-    if errors:
-        raise CheckpointError(f"no loadable checkpoint in {folder}: {errors[0]}")
+            reason = str(err).removeprefix(f"checkpoint {path} ")
+            skipped.append((str(path), reason))
+    if skipped:
+        raise CheckpointError(f"no loadable checkpoint in {folder}: {skipped[0][0]} {skipped[0][1]}")
     return None

@@ -5,10 +5,13 @@ Layout: runs/<name>/<arm>/seed<k>/{config.json, metrics.jsonl, summary.json, che
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +60,64 @@ class RunDir:
     def save_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / "summary.json", summary)
 
+    @contextlib.contextmanager
+    def owned(self) -> Iterator[None]:
+        """Own this run directory for the block: an OS lock held until it ends (or the process dies).
+
+        A second process fails at once with a line naming the holder's PID; the same process may nest.
+        Leftover temp files of writes a kill interrupted are removed once the lock is held."""
+        key = str(self.path.resolve())
+        if key in _OWNED:
+            _OWNED[key][1] += 1
+            try:
+                yield
+            finally:
+                _OWNED[key][1] -= 1
+            return
+        lock_path = self.path / ".lock"
+        handle = open(lock_path, "a+")  # noqa: SIM115 (held for the block's life)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise RunDirError(f"run directory {self.path} is in use by process {holder}; wait for it to end, "
+                              "or choose another run name") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        _OWNED[key] = [handle, 1]
+        try:
+            remove_stale_temp_files(self.path)
+            yield
+        finally:
+            del _OWNED[key]
+            handle.close()  # closing releases the lock
+
+
+_OWNED: dict[str, list] = {}
+"""Run directories this process owns: path -> [lock file, nesting depth]."""
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete the temp files (`.<name>.<random>.tmp`) that killed atomic writes left in a run directory."""
+    stale = [p for sub in (folder, folder / "checkpoints") if sub.is_dir() for p in sub.iterdir()
+             if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
 
 class MetricLogger:
     """Appends one JSON object per log call; mirrors scalars to TensorBoard when it is installed."""
 
-    def __init__(self, path: str | Path | None, tensorboard_dir: str | Path | None = None):
+    def __init__(self, path: str | Path | None, tensorboard_dir: str | Path | None = None, existing: int = 0):
         self.path = Path(path) if path is not None else None
         self.records: list[dict[str, Any]] = []
+        self.count = existing
+        """Records in the file: the `existing` ones it held when opened plus those logged since."""
         self._file = open(self.path, "a") if self.path is not None else None  # noqa: SIM115
         self._tb = None
         if tensorboard_dir is not None:
@@ -77,6 +131,7 @@ class MetricLogger:
     def log(self, step: int, metrics: dict[str, float]) -> None:
         record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
         self.records.append(record)
+        self.count += 1
         if self._file is not None:
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()
@@ -93,32 +148,62 @@ class MetricLogger:
             self._tb = None
 
 
-def truncate_metrics(path: str | Path, after_step: int) -> None:
-    """Drop records past `after_step`: a resumed run logs them again from its checkpoint."""
+def _metric_lines(path: Path) -> list[str | None]:
+    """The file's lines, each decoded, or None where a line is not UTF-8 (damage, never a record)."""
+    out: list[str | None] = []
+    for raw in path.read_bytes().splitlines():
+        try:
+            out.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(None)
+    return out
+
+
+def _record(line: str | None) -> dict[str, Any] | None:
+    """A metrics record, or None for a line that is not one (torn by a kill, or damaged)."""
+    if line is None:
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def truncate_metrics(path: str | Path, after_step: int | None = None, keep_records: int | None = None) -> int:
+    """Cut the log back to what a checkpoint covers; returns how many records remain.
+
+    `keep_records` (what the checkpoint counted when it was written) keeps exactly the first that many
+    records: everything after them was logged after the checkpoint and is logged again by the resumed run.
+    Without it (checkpoints older than the count), records with an integer step past `after_step` go;
+    a record whose step cannot be read is kept, since nothing proves it came after the checkpoint.
+    Lines that are not records at all (a torn last line, damage) are dropped either way."""
     path = Path(path)
     if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["step"] <= after_step:
-                kept.append(line)
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue  # a line torn by a kill mid-write
+        return 0
+    kept: list[str] = []
+    for line in _metric_lines(path):
+        record = _record(line)
+        if record is None:
+            continue
+        if keep_records is not None:
+            if len(kept) >= keep_records:
+                break
+        elif after_step is not None:
+            step = record.get("step")
+            if isinstance(step, int) and not isinstance(step, bool) and step > after_step:
+                continue
+        kept.append(line)
     atomic_write_text(path, "".join(line + "\n" for line in kept))
+    return len(kept)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Every record of a metrics file; torn or damaged lines are skipped (a resumed run rewrites them)."""
     path = Path(path)
     if not path.exists():
         return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line torn by a kill mid-write; the resumed run rewrites it
-    return records
+    return [r for r in map(_record, _metric_lines(path)) if r is not None]
 
 
 def progress_bar(enabled: bool | None = None) -> Progress:

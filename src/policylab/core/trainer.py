@@ -8,6 +8,7 @@ The trainer owns the schedule, the budget, the run directory and the resume logi
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,13 +81,20 @@ class Trainer:
         self.last_log: dict[str, float] = {}
         self._pending: list[dict[str, Any]] = []
         self._tensorboard = tensorboard
+        self._logger: MetricLogger | None = None
+        self._finished: str | None = None
+        """How the run that wrote the restored checkpoint stopped, when that checkpoint was its final one."""
 
     # -- resume ---------------------------------------------------------------------------
-    def _restore(self) -> None:
-        payload = load_latest(self.run.checkpoints, self.algo.name)
+    def _restore(self) -> int:
+        """Load the newest usable checkpoint; returns how many metric records it covers."""
+        payload = load_latest(self.run.checkpoints, self.algo.name, check=_check_payload)
         if payload is None:
-            return
+            return truncate_metrics(self.run.metrics_path, keep_records=0)  # a killed run's records, redone
         state, path = payload["state"], payload["path"]
+        for skipped, reason in payload.get("skipped", []):
+            print(f"policylab: checkpoint {skipped} is unusable ({reason}); resuming from the older {path}",
+                  file=sys.stderr)
         saved, current = state.get("config", {}), to_dict(self.algo.cfg)
         changed = [k for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
         if changed:
@@ -96,27 +104,40 @@ class Trainer:
         try:
             self.algo.load_state_dict(state["algo"])
             self.source.load_state_dict(state["source"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            set_rng_state(state["rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as err:
             reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
             raise CheckpointError(f"cannot resume from {path}: its state does not fit this {self.algo.name} "
                                   f"({type(err).__name__}: {reason}); use another run name or remove "
                                   f"{self.run.path}") from None
-        set_rng_state(state["rng"])
+        trainer = state["trainer"]
         self.step = payload["step"]
-        self.elapsed = state["trainer"]["elapsed"]
-        self.last_eval = dict(state["trainer"]["last_eval"])
-        truncate_metrics(self.run.metrics_path, self.step)
+        self.elapsed = trainer["elapsed"]
+        self.last_eval = dict(trainer["last_eval"])
+        self.last_log = dict(trainer.get("last_log", {}))
+        self._finished = trainer.get("stopped_by")
+        records = trainer.get("metric_records")
+        if records is None:  # written before checkpoints counted their records
+            return truncate_metrics(self.run.metrics_path, after_step=self.step)
+        return truncate_metrics(self.run.metrics_path, keep_records=records)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, stopped_by: str | None = None) -> None:
         if self.run is None:
             return
         state = {
             "algo": self.algo.state_dict(),
             "source": self.source.state_dict(),
             "rng": rng_state(),
-            "trainer": {"elapsed": self.elapsed, "last_eval": self.last_eval},
+            "trainer": {"elapsed": self.elapsed, "last_eval": self.last_eval, "last_log": self.last_log,
+                        "metric_records": self._logger.count if self._logger else 0, "stopped_by": stopped_by},
             "config": to_dict(self.algo.cfg),
         }
+        bad = first_non_finite(state)
+        if bad is not None:
+            kept = list_checkpoints(self.run.checkpoints)
+            last = f"; last good checkpoint: {kept[-1]}" if kept else "; no checkpoint was written"
+            raise NonFiniteLossError(f"{self.algo.name}: non-finite {bad} in the state to checkpoint at update "
+                                     f"{self.step} (not saved){last}")
         save_checkpoint(self.run.checkpoints, self.step, self.algo.name, state, self.cfg.keep_checkpoints)
         self._emit("checkpoint")
 
@@ -159,13 +180,28 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
+        if self.run is None:
+            return self._fit(0)
+        with self.run.owned():
+            existing = self._restore() if self.cfg.resume else truncate_metrics(self.run.metrics_path,
+                                                                                 keep_records=0)
+            return self._fit(existing)
+
+    def _done(self) -> bool:
+        """A checkpoint written at the end of a run whose budget still holds: nothing is left to do."""
         cfg = self.cfg
-        if self.run is not None and cfg.resume:
-            self._restore()
+        return self._finished is not None and (
+            self.step >= cfg.max_steps or self._finished == "target"
+            or (cfg.max_seconds is not None and self.elapsed >= cfg.max_seconds))
+
+    def _fit(self, existing: int) -> dict[str, Any]:
+        cfg = self.cfg
+        stopped = self._finished if self._done() else "steps"
         metrics_path = self.run.metrics_path if self.run else None
         tb_dir = self.run.path / "tensorboard" if (self.run and self._tensorboard) else None
-        logger = MetricLogger(metrics_path, tb_dir)
-        stopped = "steps"
+        if self._done():  # a rerun of a finished run: the same summary, no second final evaluation
+            return self._summarize(stopped)
+        logger = self._logger = MetricLogger(metrics_path, tb_dir, existing=existing)
         try:
             with progress_bar(cfg.progress) as bar:
                 task = bar.add_task(self.algo.name, total=cfg.max_steps, completed=self.step, rate="")
@@ -197,12 +233,55 @@ class Trainer:
                 bar.update(task, completed=self.step)
             if stopped != "target":  # the stopping evaluation is the final one
                 self._evaluate(logger)
-            self._checkpoint()
+            self._checkpoint(stopped_by=stopped)
         finally:
             logger.close()
+            self._logger = None
+        return self._summarize(stopped)
+
+    def _summarize(self, stopped: str) -> dict[str, Any]:
         summary = {"algo": self.algo.name, "steps": self.step, "elapsed_s": self.elapsed,
                    "stopped_by": stopped, "last": self.last_log, "eval": self.last_eval}
         if self.run is not None:
             self.run.save_summary(summary)
         self._emit("end")
         return summary
+
+
+def first_non_finite(state: Any, where: str = "state") -> str | None:
+    """The path of the first NaN or infinite float (tensor or number) in a nested state, or None."""
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() or state.is_complex():
+            return None if bool(torch.isfinite(state).all()) else where
+        return None
+    if isinstance(state, float):
+        return None if math.isfinite(state) else where
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return None
+    for key, value in items:
+        found = first_non_finite(value, f"{where}.{key}")
+        if found is not None:
+            return found
+    return None
+
+
+def _check_payload(payload: dict[str, Any]) -> None:
+    """What a trainer checkpoint must hold to resume; a CheckpointError makes load_latest try an older one."""
+    step = payload.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"its step is {step!r}, not a count of updates")
+    state = payload.get("state")
+    missing = [k for k in ("algo", "source", "rng", "trainer") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"its state lacks {', '.join(missing)}")
+    trainer = state["trainer"]
+    if not isinstance(trainer, dict) or not isinstance(trainer.get("elapsed"), (int, float)) \
+            or not isinstance(trainer.get("last_eval"), dict):
+        raise CheckpointError("its trainer state is damaged")
+    records = trainer.get("metric_records")
+    if records is not None and (not isinstance(records, int) or records < 0):
+        raise CheckpointError(f"its metric record count is {records!r}")
