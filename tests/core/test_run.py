@@ -157,7 +157,8 @@ def test_truncate_metrics_keeps_what_it_cannot_prove_is_after_the_checkpoint(tmp
     # issue 21: a record whose step cannot be read is kept (it may predate the checkpoint); lines that are not
     # records at all (torn, a bare list, an empty line, bytes that are not UTF-8) are dropped
     path = tmp_path / "metrics.jsonl"
-    path.write_bytes(b'{"step": 1, "v": 1}\n{"v": 2}\n[1, 2]\n\n\xff\xfe\n{"step": "3"}\n{"step": 2}\n{"step": 9}\n{"st')
+    path.write_bytes(b'{"step": 1, "v": 1}\n{"v": 2}\n[1, 2]\n\n\xff\xfe\n{"step": "3"}\n'
+                     b'{"step": 2}\n{"step": 9}\n{"st')
     assert truncate_metrics(path, 5) == 4
     assert read_metrics(path) == [{"step": 1, "v": 1}, {"v": 2}, {"step": "3"}, {"step": 2}]
 

@@ -11,6 +11,8 @@ from policylab.core.errors import ConfigError
 from policylab.core.run import RunDir
 
 BUDGETS = ("quick", "full")
+MAX_SEEDS = 1000
+"""The most seeds one run may ask for (`--seeds`): far past any claim check, short of filling the disk."""
 FIDELITY = ("faithful", "reconstructed", "stand-in", "scaled down")
 """How close a claim check's implementation is to its paper (one or more, comma-separated):
 faithful (the paper's equations and defaults, checked against its official code where that exists),
@@ -119,8 +121,8 @@ class Experiment:
         fixed = list(self.seeds[budget])
         if count is None:
             return tuple(fixed)
-        if count <= 0:
-            raise ConfigError(f"seeds = {count} is not allowed: must be >= 1")
+        if not 1 <= count <= MAX_SEEDS:
+            raise ConfigError(f"seeds = {count} is not allowed: must be between 1 and {MAX_SEEDS}")
         while len(fixed) < count:
             fixed.append(max(fixed) + 1)
         return tuple(fixed[:count])

@@ -7,9 +7,12 @@ only in where `run_task` executes. Workers get one torch thread each.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
@@ -46,8 +49,41 @@ def run_task(task: dict) -> dict[str, Any]:
             "wall_s": time.perf_counter() - start, "run_dir": str(run.path), "datasets": datasets_read()}
 
 
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies, even by SIGKILL (Linux; a no-op elsewhere).
+
+    A worker never outlives the command that started it: no orphans holding memory and run directories."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def _init_worker() -> None:
+    die_with_parent()
     set_threads()
+
+
+def bound_workers(workers: int, tasks: int, backend: str) -> int:
+    """Workers the run uses: at most one per task, and on the local backend at most one per core; says so."""
+    if workers < 1:
+        raise ConfigError(f"workers = {workers} is not allowed: must be >= 1")
+    limit, why = tasks, f"{tasks} task{'s' if tasks != 1 else ''}"
+    cores = os.cpu_count() or 1
+    if backend == "local" and cores < limit:
+        limit, why = cores, f"{cores} CPU core{'s' if cores != 1 else ''}"
+    if workers > limit:
+        print(f"policylab: workers = {workers} capped at {limit} ({why})", file=sys.stderr)
+        return max(limit, 1)
+    return workers
 
 
 def _run_local(tasks: list[dict], workers: int, on_done: Callable[[dict], None]) -> list[dict]:
@@ -127,9 +163,8 @@ def execute(exp: Experiment, budget: str, seeds: Iterable[int], backend: str = "
     check_budget(budget)
     if backend not in BACKENDS:
         raise ConfigError(f"backend = {backend!r} is not allowed: must be one of {', '.join(BACKENDS)}")
-    if workers < 1:
-        raise ConfigError(f"workers = {workers} is not allowed: must be >= 1")
     tasks = make_tasks(exp, budget, seeds, runs_root)
+    workers = bound_workers(workers, len(tasks), backend)
     with progress_bar(progress) as bar:
         job = bar.add_task(f"{exp.id} [{budget}]", total=len(tasks), rate="")
 
