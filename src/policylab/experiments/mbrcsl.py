@@ -114,6 +114,9 @@ EXPERIMENTS.add("mbrcsl", Experiment(
              "data groups differ in velocity (one stops there, the other passes at speed), so the behaviour policy, "
              "conditioned on velocity, does not turn the stopped ball toward the goal. A rerun at f9d507d was "
              "discarded, not committed: a since-reverted split of the Gaussian head's log-prob had moved its CQL arm "
-             "at float rounding (by up to 0.9); this result is the rerun after CQL's Bellman term became CORL's "
-             "(issue 20), which changes the CQL arm only."),
+             "at float rounding (by up to 0.9). This result is the rerun after CQL's Bellman term became CORL's "
+             "(issue 20). The MBRCSL and RCSL arms moved too although their code did not: the stitch-maze dataset "
+             "was rebuilt on this machine (its hash is now recorded; a second build here gives the same bytes), and "
+             "the earlier build, whose hash no result recorded, need not match it; the rollout filter amplifies such "
+             "differences (one seed's MBRCSL policy scores near 0)."),
 ))
