@@ -58,7 +58,7 @@ def test_offline_algorithms_take_datasets(capsys, tmp_path, monkeypatch):
 def test_budgets_must_be_positive(capsys, tmp_path):
     fails(capsys, ["train", "ppo", "--steps", "0", "--runs-root", str(tmp_path)], r"--steps = 0 .* must be > 0")
     fails(capsys, ["train", "ppo", "--seconds", "-5", "--runs-root", str(tmp_path)], r"--seconds = -5.0 .* > 0")
-    fails(capsys, ["run", "selftest", "--seeds", "0", "--results", str(tmp_path)], r"seeds = 0 .* >= 1")
+    fails(capsys, ["run", "selftest", "--seeds", "0", "--results", str(tmp_path)], r"seeds = 0 .* between 1 and 1000")
     fails(capsys, ["run", "selftest", "--workers", "0", "--results", str(tmp_path)], r"workers = 0 .* >= 1")
 
 

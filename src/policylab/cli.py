@@ -58,9 +58,10 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     from policylab.core.config import from_dict, load_overrides, validate, validation_deferred
     from policylab.core.registry import ALGORITHMS
     from policylab.core.run import RunDir
-    from policylab.core.seeding import set_threads
+    from policylab.core.seeding import check_seed, set_threads
     from policylab.envs.factory import check_env_id
 
+    _refuse_empty(args, "env", "task", "dataset", "run_name", "config", "runs_root")
     if args.help or not args.algo:
         print(args.train_help)
         if not args.algo:
@@ -97,6 +98,9 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
             env_id = str(build_dataset(dataset))  # built from its fixed seeds when missing
         elif Path(dataset).with_suffix(".parquet").exists():
             env_id = dataset
+        elif "/" in dataset or dataset.endswith((".parquet", ".json")):
+            raise PolicylabError(f"--dataset {dataset!r}: no such file ({Path(dataset).with_suffix('.parquet')} "
+                                 "does not exist)")
         else:
             DATASETS.get(dataset)  # fails listing the known datasets
     else:
@@ -108,6 +112,8 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
         raise PolicylabError(f"--steps = {steps} is not allowed: must be > 0")
     if args.seconds is not None and args.seconds <= 0:
         raise PolicylabError(f"--seconds = {args.seconds} is not allowed: must be > 0")
+    check_seed(args.seed, "--seed")
+    _refuse_unknown_flags(spec.config, rest, args.algo)
     base = spec.config()
     if args.config:
         base = from_dict(spec.config, load_overrides(args.config), base=base, source=args.config)
@@ -132,6 +138,46 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     table.add_row("run directory", str(run.path))
     console.print(table)
     return 0
+
+
+def _refuse_empty(args: argparse.Namespace, *names: str) -> None:
+    """An empty value must not silently mean the default (a run trained on another dataset than asked)."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and not str(value).strip():
+            raise PolicylabError(f"--{name.replace('_', '-')} {value!r} is not allowed: give a value or leave the "
+                                 "flag out for the default")
+
+
+def _refuse_unknown_flags(config: type, rest: list[str], algo: str) -> None:
+    """One line naming an unknown config flag and the closest known one, instead of tyro's panel."""
+    import dataclasses
+    import difflib
+
+    known = set()
+    for f in dataclasses.fields(config):
+        for name in {f.name, f.name.replace("_", "-")}:
+            known |= {f"--{name}", f"--no-{name}", f"--no_{name}"}
+    for token in rest:
+        flag = token.split("=", 1)[0]
+        if flag.startswith("--") and flag not in known:
+            close = difflib.get_close_matches(flag, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise PolicylabError(f"unknown flag {flag} for {algo}{hint} (`policylab train {algo} --help` lists "
+                                 "its flags)")
+
+
+def _check_writable(folder: str, flag: str) -> None:
+    """Fail before the work, not after it, when an output folder cannot be written."""
+    import tempfile
+
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise PolicylabError(f"{flag} {folder!r} cannot be written: {err.strerror or err}") from None
 
 
 def _lm(args: argparse.Namespace) -> int:
@@ -241,6 +287,9 @@ def _run(args: argparse.Namespace) -> int:
         names = [args.experiment]
     else:
         raise PolicylabError("run needs an experiment name or --all-claims; `policylab list experiments` lists them")
+    _refuse_empty(args, "results", "runs_root", "address")
+    _check_writable(args.results, "--results")
+    _check_writable(args.runs_root, "--runs-root")
     command = shlex.join(["policylab", *sys.argv[1:]])
     for name in names:
         exp = EXPERIMENTS.get(name)

@@ -10,6 +10,17 @@ import numpy as np
 import torch
 
 DEFAULT_THREADS = 1
+MAX_SEED = 2**32 - 1
+"""Seeds are 0 .. 2^32 - 1 in every pillar: what numpy's and gymnasium's seeding accept."""
+
+
+def check_seed(seed: object, field: str = "seed") -> int:
+    """The seed itself, or a ConfigError naming the field, the value and the allowed range."""
+    from policylab.core.errors import ConfigError
+
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{field} = {seed!r} is not allowed: must be an integer from 0 to {MAX_SEED}")
+    return seed
 
 
 def set_threads(n: int | None = None) -> int:

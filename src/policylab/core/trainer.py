@@ -105,7 +105,7 @@ class Trainer:
             self.algo.load_state_dict(state["algo"])
             self.source.load_state_dict(state["source"])
             set_rng_state(state["rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as err:
+        except Exception as err:  # unpickling an env blob, shapes, missing keys: all mean "does not fit"
             reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
             raise CheckpointError(f"cannot resume from {path}: its state does not fit this {self.algo.name} "
                                   f"({type(err).__name__}: {reason}); use another run name or remove "

@@ -203,6 +203,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DatasetError(f"dataset metadata {json_path} is not valid JSON ({err.msg if hasattr(err, 'msg') else err})"
                            ) from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"dataset metadata {json_path} is {type(meta).__name__} JSON ({json.dumps(meta)[:40]}), "
+                           "not an object of metadata fields")
     missing = [k for k in REQUIRED_METADATA if k not in meta]
     if missing:
         raise DatasetError(f"dataset metadata {json_path} lacks {', '.join(missing)}")
