@@ -104,8 +104,35 @@ def _coerce(cfg: Config, name: str, value: Any, hint: Any) -> Any:
     return value
 
 
+# Sizes a user can set, by field-name ending, and the most each may be where a field declares no `le` of its
+# own: far above any run this library is for, far below what fills a machine (`--num-envs 1e11` once did).
+SIZE_LIMITS: tuple[tuple[str, int], ...] = (
+    ("num_envs", 4096), ("batch_size", 1 << 20), ("prompts_per_step", 1 << 16), ("group_size", 4096),
+    ("hidden", 1 << 14), ("ensemble", 1024), ("num_sampled_actions", 4096), ("rollout_steps", 1 << 20),
+    ("buffer_size", 1 << 26), ("max_new_tokens", 1 << 15), ("d_model", 1 << 14), ("n_layers", 256),
+    ("minibatch_size", 1 << 20), ("block_size", 1 << 15), ("dim", 1 << 14), ("n_head", 1024), ("n_layer", 256),
+    ("num_critics", 1024), ("samples_per_prompt", 4096), ("eval_samples", 1 << 16), ("eval_prompts", 1 << 16),
+    ("rollout_batch", 1 << 16), ("rollouts", 1 << 20), ("noise_levels", 1 << 14), ("vocab_size", 1 << 20),
+    ("search_size", 1 << 20), ("tokens", 1 << 16), ("history", 1 << 14), ("history_length", 1 << 14),
+    ("segment_length", 1 << 14), ("num_pairs", 1 << 24), ("prompts", 1 << 20), ("demonstrations", 1 << 20),
+    ("elites", 1024), ("pairs_per_prompt", 1 << 12), ("queries_per_round", 1 << 16), ("probe_chunk", 1 << 20),
+)
+MAX_LAYERS = 64
+"""The most hidden layers a `hidden` tuple may list."""
+
+
+def size_limit(name: str) -> int | None:
+    """The default upper bound of a size field (see `SIZE_LIMITS`), or None for a field that is not a size."""
+    return next((limit for suffix, limit in SIZE_LIMITS if name == suffix or name.endswith("_" + suffix)), None)
+
+
 def _check_bounds(cfg: Config, field: dataclasses.Field, value: Any) -> None:
     meta = field.metadata
+    limit = size_limit(field.name) if "le" not in meta and "lt" not in meta else None
+    if limit is not None:
+        meta = {**meta, "le": limit}
+        if isinstance(value, tuple) and len(value) > MAX_LAYERS:
+            _fail(cfg, field.name, value, f"at most {MAX_LAYERS} layers")
     if "choices" in meta and value not in meta["choices"]:
         _fail(cfg, field.name, value, f"one of {', '.join(map(repr, meta['choices']))}")
     values = value if isinstance(value, tuple) else (value,)
