@@ -99,3 +99,14 @@ def test_busy_workers_die_when_their_parent_is_killed(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_an_unreachable_ray_address_fails_within_its_timeout(tmp_path):
+    # a loopback port where nothing listens: Ray's own client would keep retrying
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "policylab", "run", "selftest", "--budget", "quick",
+                             "--backend", "ray", "--address", "127.0.0.1:1", "--results", str(tmp_path),
+                             "--runs-root", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1500:]
+    assert "cannot reach a Ray cluster at 127.0.0.1:1" in result.stderr
+    assert time.monotonic() - start < 60

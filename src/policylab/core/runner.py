@@ -12,6 +12,7 @@ import importlib
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -114,6 +115,23 @@ def _run_local(tasks: list[dict], workers: int, on_done: Callable[[dict], None])
 _RAY_LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
+RAY_CONNECT_TIMEOUT_S = 10.0
+"""How long `--address` may take to accept a connection before the run fails (Ray itself would wait on)."""
+
+
+def check_reachable(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Fail with one line when nothing listens at a Ray address's host:port within `timeout` seconds."""
+    hostport = address.split("://")[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"address = {address!r} is not allowed: must be host:port (e.g. 127.0.0.1:6379) or 'auto'")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise PolicylabError(f"cannot reach a Ray cluster at {address} within {timeout:g} s "
+                             f"({err.strerror or type(err).__name__}); is `ray start --head` running there?") from None
+
+
 def _is_loopback(address: str) -> bool:
     host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
     return host in ("localhost", "::1") or host.startswith("127.")
@@ -132,6 +150,8 @@ def ray_session(workers: int, address: str | None = None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
+    if address and address != "auto":
+        check_reachable(address)
     if address:
         ray.init(address=address, log_to_driver=False, **({"_node_ip_address": "127.0.0.1"} if local else {}))
     else:
