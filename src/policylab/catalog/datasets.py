@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,14 +57,33 @@ def build_dataset(name: str, force: bool = False, progress: bool | None = None) 
     recipe: DatasetRecipe = DATASETS.get(name)
     path = dataset_path(name)
     with exclusive(path):
+        before = _recorded_sha256(path)
         if not force and path.exists():
             try:
                 if load_dataset(path).metadata.get("builder_version") == recipe.version:
                     return path
-            except DatasetError:
-                pass  # damaged: rebuild
+                print(f"policylab: dataset {name} in the cache was built by another builder version; "
+                      "rebuilding it from its recipe", file=sys.stderr)
+            except DatasetError as err:
+                print(f"policylab: dataset {name} in the cache is unusable ({err}); rebuilding it from its recipe",
+                      file=sys.stderr)
         recipe.build(path, progress)
+        after = _recorded_sha256(path)
+        if before is not None and after is not None:
+            same = "the same bytes as" if before == after else "other bytes than"
+            print(f"policylab: rebuilt dataset {name}: sha256 {after[:12]}, {same} the copy it replaced "
+                  f"({before[:12]})", file=sys.stderr)
     return path
+
+
+def _recorded_sha256(path: Path) -> str | None:
+    """The content hash a dataset's sidecar records, or None where there is no readable sidecar."""
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    digest = meta.get("sha256") if isinstance(meta, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def open_dataset(name_or_path: str, progress: bool | None = None):
