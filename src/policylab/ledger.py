@@ -203,7 +203,10 @@ def _setting(report: dict[str, Any]) -> str:
 def _check_text(exp: Experiment, report: dict[str, Any] | None, reports: dict[str, dict[str, Any]]) -> str:
     if report is None:
         return f"{exp.id}: no full result committed yet"
-    text = (f"[{headline(report)}](../results/{exp.id}.md) ({_setting(report)}): {_comparisons(report)}.")
+    setting = _setting(report)
+    if exp.pillar == "offline" and "datasets" not in report:
+        setting += "; its datasets' hashes were not recorded (a run before results recorded them)"
+    text = (f"[{headline(report)}](../results/{exp.id}.md) ({setting}): {_comparisons(report)}.")
     if exp.caveats:
         text += " " + fill(exp.caveats.strip(), report, reports, f"experiment {exp.id} caveats")
     if exp.fidelity != "faithful" and any(c["verdict"] == "not reproduced" for c in report["comparisons"]):
