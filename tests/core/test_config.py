@@ -136,10 +136,10 @@ def test_tuple_elements_are_bounds_checked():
     assert Toy(hidden=(1, 64, 3)).hidden == (1, 64, 3)
     with pytest.raises(ConfigError) as info:
         Toy(hidden=(8, 0))
-    assert str(info.value) == "Toy.hidden = (8, 0) is not allowed: must be > 0"
+    assert str(info.value) == "Toy.hidden = (8, 0) is not allowed: must be > 0 and <= 16384"  # a size: bounded
     with pytest.raises(ConfigError) as info:
         Toy(hidden=[-3, 8])
-    assert str(info.value) == "Toy.hidden = (-3, 8) is not allowed: must be > 0"
+    assert str(info.value) == "Toy.hidden = (-3, 8) is not allowed: must be > 0 and <= 16384"
 
 
 def test_tuple_elements_are_type_checked():
