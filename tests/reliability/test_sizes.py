@@ -80,3 +80,24 @@ def test_huge_sizes_on_the_command_line_fail_in_seconds(flag, tmp_path):
                              "--runs-root", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1500:]
     assert "is not allowed" in result.stderr and time.monotonic() - start < 60
+
+
+def test_many_wide_layers_fail_on_their_total_size_before_allocating():
+    import resource
+
+    from policylab.core.nn import MAX_NETWORK_PARAMETERS, EnsembleMLP, mlp
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ConfigError, match=f"the most allowed is {MAX_NETWORK_PARAMETERS:,}"):
+        mlp(4, 1, hidden=(16384,) * 64)  # each width within its bound; 17 billion parameters together
+    with pytest.raises(ConfigError, match="x 1024 members"):
+        EnsembleMLP(1024, 17, 1, hidden=(4096, 4096))
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: nothing was allocated
+    assert sum(p.numel() for p in mlp(4, 1, hidden=(256, 256)).parameters()) == 5 * 256 + 257 * 256 + 257
+
+
+def test_a_huge_network_on_the_command_line_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "policylab", "train", "ppo", "--hidden", *["16384"] * 8,
+                             "--steps", "1", "--runs-root", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1500:]
+    assert "parameters: the most allowed is" in result.stderr

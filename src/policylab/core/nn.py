@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from policylab.core.errors import ConfigError
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU}
 
 
@@ -24,10 +26,28 @@ def orthogonal_init(layer: nn.Linear, gain: float = math.sqrt(2), bias: float = 
     return layer
 
 
+MAX_NETWORK_PARAMETERS = 200_000_000
+"""The most parameters one MLP (all ensemble members together) may have: 0.8 GB in float32, before Adam's two
+moments triple it. Checked before anything is allocated, so that a width each within its bound, but many of
+them, fails with one line instead of filling the machine."""
+
+
+def check_network_size(dims: Sequence[int], members: int = 1) -> int:
+    """The parameter count of an MLP through `dims` (weights and biases, times `members`); a ConfigError past
+    `MAX_NETWORK_PARAMETERS`."""
+    count = members * sum((a + 1) * b for a, b in zip(dims[:-1], dims[1:]))
+    if count > MAX_NETWORK_PARAMETERS:
+        raise ConfigError(f"a network with layer sizes {tuple(dims)}{f' x {members} members' if members > 1 else ''} "
+                          f"has {count:,} parameters: the most allowed is {MAX_NETWORK_PARAMETERS:,} (make `hidden` "
+                          "narrower or shorter)")
+    return count
+
+
 def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256), act: str = "relu",
         orthogonal: bool = False, out_gain: float = 1.0, layer_norm: bool = False) -> nn.Sequential:
     """Linear-activation stack. `orthogonal` uses PPO's init (sqrt 2 hidden, `out_gain` last);
     `layer_norm` normalizes each hidden layer before its activation."""
+    check_network_size([in_dim, *hidden, out_dim])
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden]
     for a, b in zip(dims[:-1], dims[1:]):
@@ -79,6 +99,7 @@ class EnsembleMLP(nn.Module):
                  act: str = "relu", orthogonal: bool = False, out_gain: float | Sequence[float] = 1.0):
         super().__init__()
         dims = [in_dim, *hidden, out_dim]
+        check_network_size(dims, n)
         self.layers = nn.ModuleList(EnsembleLinear(n, a, b) for a, b in zip(dims[:-1], dims[1:]))
         if orthogonal:  # PPO's init: sqrt(2) on hidden layers, `out_gain` (per member) on the last
             for layer in self.layers[:-1]:
