@@ -118,7 +118,7 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     if args.config:
         base = from_dict(spec.config, load_overrides(args.config), base=base, source=args.config)
     with validation_deferred():  # tyro would wrap our one-line error in a panel
-        cfg = tyro.cli(spec.config, args=rest, default=base, prog=f"policylab train {args.algo}")
+        cfg = _parse_config_flags(tyro, spec.config, rest, base, args.algo)
     cfg = validate(cfg)
     set_threads()
     name = args.run_name or f"{args.algo}-{Path(env_id).stem if spec.pillar == 'offline' else env_id}"
@@ -165,6 +165,34 @@ def _refuse_unknown_flags(config: type, rest: list[str], algo: str) -> None:
             hint = f"; did you mean {close[0]}?" if close else ""
             raise PolicylabError(f"unknown flag {flag} for {algo}{hint} (`policylab train {algo} --help` lists "
                                  "its flags)")
+
+
+def _parse_config_flags(tyro, config: type, rest: list[str], base, algo: str):
+    """tyro's parse of the config flags; a value it cannot read becomes one line, not its help panel."""
+    import contextlib
+    import io
+
+    panel = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(panel), contextlib.redirect_stdout(panel):
+            return tyro.cli(config, args=rest, default=base, prog=f"policylab train {algo}")
+    except SystemExit as exit_:
+        if not exit_.code:
+            print(panel.getvalue(), end="")  # --help: the panel is what was asked for
+            raise
+        flags = " ".join(rest)
+        raise PolicylabError(f"cannot read the config flags `{flags}` for {algo}: {_panel_reason(panel.getvalue())} "
+                             f"(`policylab train {algo} --help` lists each flag and its type)") from None
+
+
+def _panel_reason(text: str) -> str:
+    """The gist of a tyro error panel: its lines without box drawing, joined, the usage lines left out."""
+    lines = []
+    for raw in text.splitlines():
+        line = raw.strip(" │╭╮╰╯─━┃┏┓┗┛|-").strip()
+        if line and not line.startswith(("usage:", "For full helptext", "policylab train")):
+            lines.append(line)
+    return "; ".join(lines[:4])[:300] or "tyro refused them"
 
 
 def _check_writable(folder: str, flag: str) -> None:
@@ -329,8 +357,16 @@ def _ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with policylab's error format: one line, exit 2 (argparse prints its usage block first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"policylab: error: {message} (`{self.prog} --help` lists the arguments)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="policylab", description=__doc__)
+    parser = _Parser(prog="policylab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="list algorithms, experiments, environments or datasets")
     p.add_argument("what", nargs="?", default="all",
