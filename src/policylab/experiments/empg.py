@@ -117,6 +117,12 @@ def run_short_arm(arm: str, seed: int, budget: str, run: RunDir) -> ArmResult:
 RUN_ARM = {"empg": run_long_arm, "empg_short": run_short_arm}
 
 
+_REBUILT = ("The issue-20 rerun (step-level centring) started from base models pretrained anew on this machine: "
+            "their pretraining stops at a target pass rate, and float rounding that differs between machines stopped "
+            "them elsewhere, so the GRPO arm, whose code did not change, moved too and the earlier run is no control "
+            "for the centring change.")
+
+
 def _experiment(setting: str) -> Experiment:
     spec = SETTINGS[setting]
     turns, full = spec["shared"]["max_turns"], spec["budgets"]["full"]
@@ -154,9 +160,10 @@ def _experiment(setting: str) -> Experiment:
                      "board because a first long-horizon base whose queries showed only their own digit never learned "
                      "the task in supervised warm-up; it was dropped before any RL run. Turns to success count solved "
                      "episodes only, and a run that solves nothing counts the turn limit. The gradient-norm CV is "
-                     "taken over every update of the run."),
+                     "taken over every update of the run. " + _REBUILT),
             "empg_short": ("The first design, run before the long-horizon empg check. Its update count was raised "
-                           "from 40 to 60 before the full run because runs were cheap, not because of any result."),
+                           "from 40 to 60 before the full run because runs were cheap, not because of any result. "
+                           + _REBUILT),
         }[setting],
     )
 
