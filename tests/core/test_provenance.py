@@ -69,6 +69,8 @@ def test_merge_datasets_keeps_conflicting_hashes():
 
 def _arm_reading_a_dataset(arm: str, seed: int, budget: str, run) -> ArmResult:
     provenance.record_dataset(f"data-{arm}", f"{seed:064d}")
+    if arm == "method":
+        provenance.record_model("base-method", "f" * 64)
     return ArmResult(float(seed) + (5.0 if arm == "method" else 0.0))
 
 
@@ -89,7 +91,9 @@ def test_every_dataset_read_by_a_task_reaches_the_report(tmp_path, monkeypatch):
                                                                         {"data-method": one}]
     report = build_report(exp, "full", results, wall_s=1.0, command="cmd", commit="abc")
     assert report["datasets"] == {"data-baseline": ["0" * 64, one], "data-method": ["0" * 64, one]}
+    assert report["models"] == {"base-method": "f" * 64}
     assert "`data-method` 000000000000" in render_markdown(report)
+    assert "Base models read (sha256 of their content): `base-method` ffffffffffff" in render_markdown(report)
 
 
 def test_one_seed_is_a_smoke_run_without_a_verdict(tmp_path, monkeypatch):
@@ -120,3 +124,21 @@ def test_loading_a_dataset_records_its_hash(tmp_path):
     [(name, digest)] = provenance.datasets_read().items()
     assert name == "toy-set"
     assert digest == hashlib.sha256((tmp_path / "toy-set.parquet").read_bytes()).hexdigest()
+
+
+def test_loading_a_base_model_records_its_hash(tmp_path):
+    import hashlib
+
+    import torch
+
+    from policylab.core.config import to_dict
+    from policylab.lm.policy import TinyGPT, TinyGPTConfig
+    from policylab.lm.pretrain import FORMAT, load_base
+
+    cfg = TinyGPTConfig(vocab_size=8, block_size=8, n_layer=1, n_head=1, d_model=8)
+    path = tmp_path / "tiny-test-0123456789.pt"
+    torch.save({"format": FORMAT, "model_config": to_dict(cfg), "state_dict": TinyGPT(cfg).state_dict(),
+                "tokenizer": {"charset": "abcdefgh"}, "meta": {}}, path)
+    provenance.clear_inputs_read()
+    load_base(path)
+    assert provenance.inputs_read()["models"] == {"tiny-test-0123456789": hashlib.sha256(path.read_bytes()).hexdigest()}

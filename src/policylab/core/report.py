@@ -16,7 +16,7 @@ import numpy as np
 from policylab.core.atomic import atomic_write, atomic_write_json, atomic_write_text
 from policylab.core.errors import PolicylabError
 from policylab.core.experiment import Experiment
-from policylab.core.provenance import merge_datasets
+from policylab.core.provenance import INPUT_KINDS, merge_datasets
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.stats import bootstrap_ci, effect_interval, iqm, verdict
 
@@ -86,7 +86,7 @@ def build_report(exp: Experiment, budget: str, results: list[dict], wall_s: floa
         {c["label"]: c["verdict"] for c in comparisons},
         "fidelity": exp.fidelity, "fidelity_note": exp.fidelity_note,
         "backend": backend, "wall_time_s": wall_s, "git_commit": commit or git_commit(),
-        "datasets": merge_datasets([r.get("datasets", {}) for r in results]),
+        **{kind: merge_datasets([r.get(kind, {}) for r in results]) for kind in INPUT_KINDS},
         "command": command or " ".join(["policylab", *sys.argv[1:]]),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "curve_x": exp.curve_x,
     }
@@ -147,10 +147,11 @@ def render_markdown(report: dict[str, Any], plot_name: str | None = None, figure
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"Commit `{report['git_commit']}`, backend `{report['backend']}`, "
               f"wall time {report['wall_time_s']:.0f} s."]
-    if report.get("datasets"):
-        lines += ["", "Datasets read (sha256 of their content): " + ", ".join(
-            f"`{name}` {', '.join(d[:12] for d in ([h] if isinstance(h, str) else h))}"
-            for name, h in report["datasets"].items()) + "."]
+    for kind, label in (("datasets", "Datasets"), ("models", "Base models")):
+        if report.get(kind):
+            lines += ["", f"{label} read (sha256 of their content): " + ", ".join(
+                f"`{name}` {', '.join(d[:12] for d in ([h] if isinstance(h, str) else h))}"
+                for name, h in report[kind].items()) + "."]
     lines += ["", "Reproduce:", "", "```",
               report["command"], "```"]
     if plot_name:

@@ -22,7 +22,7 @@ from typing import Any
 
 from policylab.core.errors import ConfigError, PolicylabError
 from policylab.core.experiment import Experiment, check_budget
-from policylab.core.provenance import clear_datasets_read, datasets_read
+from policylab.core.provenance import clear_inputs_read, inputs_read
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir, progress_bar
 from policylab.core.seeding import set_threads
@@ -44,10 +44,10 @@ def run_task(task: dict) -> dict[str, Any]:
     # one folder per budget: a full run must never resume from a quick run's checkpoints
     run = RunDir(task["runs_root"], f"{exp.id}-{task['budget']}", task["arm"], task["seed"])
     start = time.perf_counter()
-    clear_datasets_read()
+    clear_inputs_read()
     result = exp.run_arm(task["arm"], task["seed"], task["budget"], run)
     return {"arm": task["arm"], "seed": task["seed"], **asdict(result),
-            "wall_s": time.perf_counter() - start, "run_dir": str(run.path), "datasets": datasets_read()}
+            "wall_s": time.perf_counter() - start, "run_dir": str(run.path), **inputs_read()}
 
 
 def die_with_parent() -> None:

@@ -26,6 +26,7 @@ import torch
 from policylab.core.atomic import atomic_write_bytes, exclusive
 from policylab.core.config import Config, param, to_dict
 from policylab.core.errors import CheckpointError, ConfigError
+from policylab.core.provenance import record_model
 from policylab.core.registry import Registry
 from policylab.core.run import RunDir
 from policylab.core.seeding import seed_everything
@@ -249,7 +250,8 @@ def save_base(path: Path, policy: TinyGPT, tokenizer: CharTokenizer, meta: dict[
 def load_base(path: str | Path) -> tuple[TinyGPT, CharTokenizer, dict[str, Any]]:
     path = Path(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"base model {path} does not exist; `policylab lm pretrain` builds one") from None
     except Exception as err:  # noqa: BLE001 - a torn or foreign file: one line, not a pickle traceback
@@ -259,6 +261,7 @@ def load_base(path: str | Path) -> tuple[TinyGPT, CharTokenizer, dict[str, Any]]
         raise CheckpointError(f"{path} is not a policylab base model (format {FORMAT})")
     policy = TinyGPT(TinyGPTConfig(**payload["model_config"]))
     policy.load_state_dict(payload["state_dict"])
+    record_model(path.stem, hashlib.sha256(data).hexdigest())
     return policy, CharTokenizer(payload["tokenizer"]["charset"]), payload["meta"]
 
 
