@@ -101,3 +101,12 @@ def test_a_huge_network_on_the_command_line_is_one_line(tmp_path):
                              "--steps", "1", "--runs-root", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1500:]
     assert "parameters: the most allowed is" in result.stderr
+
+
+def test_an_lm_step_bounds_its_responses_not_only_each_factor():
+    from policylab.lm.trainer import MAX_ROLLOUTS_PER_STEP, RLVRConfig
+
+    with pytest.raises(ConfigError, match=rf"prompts_per_step x group_size = 4096 x 4096 = 16777216 .* at most "
+                                          rf"{MAX_ROLLOUTS_PER_STEP}"):
+        RLVRConfig(prompts_per_step=4096, group_size=4096)
+    assert RLVRConfig(prompts_per_step=256, group_size=64).group_size == 64

@@ -28,6 +28,8 @@ from policylab.lm.rollout import RolloutBatch, RolloutSource
 from policylab.lm.tasks import distinct_problems, get_task, prompt_ids, task_members
 
 TEST_SET_SEED = 20_251_126  # the held-out questions are the same for every seed and arm
+MAX_ROLLOUTS_PER_STEP = 1 << 16
+"""The most responses one step may generate (prompts_per_step x group_size), each field bounded on its own too."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,11 @@ class RLVRConfig(ObjectiveConfig):
 
     def check(self) -> None:
         super().check()
+        rollouts = self.prompts_per_step * self.group_size
+        if rollouts > MAX_ROLLOUTS_PER_STEP:
+            raise ConfigError(f"{type(self).__name__}: prompts_per_step x group_size = {self.prompts_per_step} x "
+                              f"{self.group_size} = {rollouts} responses per step is not allowed: at most "
+                              f"{MAX_ROLLOUTS_PER_STEP}")
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError):
