@@ -74,18 +74,20 @@ def assert_same_run(root: Path, reference: Path) -> None:
 
 
 def test_kill_loop_resumes_to_the_uninterrupted_result(tmp_path, reference):
-    rng = random.Random(20)  # fixed kill schedule; at most 8 kills and about 40 s
-    kills, deadline = 0, time.monotonic() + 60
+    # a fixed kill schedule, at most 8 kills and about a minute; 0.05 s per update makes a run last longer than
+    # any window, so that every window ends in a kill wherever the machine's load puts it
+    rng = random.Random(20)
+    kills, deadline = 0, time.monotonic() + 90
     while kills < 8 and time.monotonic() < deadline:
-        proc = script(tmp_path, "--sleep", "0.01")
+        proc = script(tmp_path, "--sleep", "0.05")
         try:
-            proc.wait(timeout=rng.uniform(0.3, 3.0))
+            proc.wait(timeout=rng.uniform(0.5, 3.0))
             break  # finished before the kill
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
-    final = script(tmp_path, "--sleep", "0.01")
+    final = script(tmp_path, "--sleep", "0.05")
     assert final.wait(timeout=120) == 0, final.stderr.read()
     assert kills >= 3  # the schedule must actually have interrupted the run
     assert_same_run(tmp_path, reference)
@@ -150,8 +152,8 @@ def test_a_checkpoint_with_a_string_step_falls_back_and_keeps_every_record(tmp_p
     assert_same_run(tmp_path, reference)
 
 
-@pytest.mark.parametrize("damage", ["no rng", "no trainer", "bad count"])
-def test_damaged_checkpoint_states_fall_back(tmp_path, reference, damage):
+@pytest.mark.parametrize("damage", ["no rng", "no trainer", "bad count", "zeroed source", "wrong shape"])
+def test_damaged_checkpoint_states_fall_back(tmp_path, reference, damage, capsys):
     toy.train(str(tmp_path), steps=50)
     newest = list_checkpoints(run_dir(tmp_path) / "checkpoints")[-1]
     payload = torch.load(newest, weights_only=True)
@@ -159,10 +161,15 @@ def test_damaged_checkpoint_states_fall_back(tmp_path, reference, damage):
         del payload["state"]["rng"]
     elif damage == "no trainer":
         del payload["state"]["trainer"]
-    else:
+    elif damage == "bad count":
         payload["state"]["trainer"]["metric_records"] = -3
+    elif damage == "zeroed source":  # as a zeroed env blob: the source's state no longer loads
+        payload["state"]["source"] = {}
+    else:
+        payload["state"]["algo"]["model"]["weight"] = torch.zeros(3, 3)
     torch.save(payload, newest)
     toy.train(str(tmp_path))
+    assert f"checkpoint {newest} is unusable" in capsys.readouterr().err
     assert_same_run(tmp_path, reference)
 
 

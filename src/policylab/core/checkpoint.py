@@ -17,6 +17,10 @@ from policylab.core.atomic import atomic_write
 from policylab.core.errors import CheckpointError
 
 FORMAT = "policylab-checkpoint-v1"
+
+
+class CheckpointMismatch(CheckpointError):
+    """A readable checkpoint of another run (another algorithm or config): an older one is no remedy."""
 _NAME = re.compile(r"^step(\d+)\.pt$")
 
 
@@ -54,7 +58,7 @@ def load_checkpoint(path: str | Path, algo: str | None = None) -> dict[str, Any]
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} is not a policylab checkpoint (expected format {FORMAT})")
     if algo is not None and payload["algo"] != algo:
-        raise CheckpointError(
+        raise CheckpointMismatch(
             f"checkpoint {path} was written by algorithm '{payload['algo']}', cannot load it into '{algo}'"
         )
     return payload
@@ -68,15 +72,16 @@ def load_latest(folder: str | Path, algo: str | None = None,
     skipped: list[tuple[str, str]] = []
     for path in reversed(list_checkpoints(folder)):
         try:
-            payload = load_checkpoint(path, algo)
+            payload = {**load_checkpoint(path, algo), "path": str(path)}
             if check is not None:
                 check(payload)
-            return {**payload, "path": str(path), "skipped": skipped}
+            return {**payload, "skipped": skipped}
+        except CheckpointMismatch:
+            raise
         except CheckpointError as err:
-            if "was written by algorithm" in str(err):
-                raise
             reason = str(err).removeprefix(f"checkpoint {path} ")
             skipped.append((str(path), reason))
     if skipped:
-        raise CheckpointError(f"no loadable checkpoint in {folder}: {skipped[0][0]} {skipped[0][1]}")
+        raise CheckpointError(f"no loadable checkpoint in {folder}: {skipped[0][0]} {skipped[0][1]}; use another "
+                              "run name, or remove the run directory to start afresh")
     return None

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import torch
 
-from policylab.core.checkpoint import list_checkpoints, load_latest, save_checkpoint
+from policylab.core.checkpoint import CheckpointMismatch, list_checkpoints, load_latest, save_checkpoint
 from policylab.core.config import Config, param, to_dict
 from policylab.core.errors import CheckpointError, NonFiniteLossError
 from policylab.core.run import MetricLogger, RunDir, progress_bar, truncate_metrics
@@ -88,29 +88,13 @@ class Trainer:
     # -- resume ---------------------------------------------------------------------------
     def _restore(self) -> int:
         """Load the newest usable checkpoint; returns how many metric records it covers."""
-        payload = load_latest(self.run.checkpoints, self.algo.name, check=_check_payload)
+        payload = load_latest(self.run.checkpoints, self.algo.name, check=self._apply)
         if payload is None:
             return truncate_metrics(self.run.metrics_path, keep_records=0)  # a killed run's records, redone
-        state, path = payload["state"], payload["path"]
         for skipped, reason in payload.get("skipped", []):
-            print(f"policylab: checkpoint {skipped} is unusable ({reason}); resuming from the older {path}",
-                  file=sys.stderr)
-        saved, current = state.get("config", {}), to_dict(self.algo.cfg)
-        changed = [k for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
-        if changed:
-            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:4])
-            raise CheckpointError(f"cannot resume from {path}: it was trained with another config ({diffs}); "
-                                  f"use another run name or remove {self.run.path}")
-        try:
-            self.algo.load_state_dict(state["algo"])
-            self.source.load_state_dict(state["source"])
-            set_rng_state(state["rng"])
-        except Exception as err:  # unpickling an env blob, shapes, missing keys: all mean "does not fit"
-            reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
-            raise CheckpointError(f"cannot resume from {path}: its state does not fit this {self.algo.name} "
-                                  f"({type(err).__name__}: {reason}); use another run name or remove "
-                                  f"{self.run.path}") from None
-        trainer = state["trainer"]
+            print(f"policylab: checkpoint {skipped} is unusable ({reason}); resuming from the older "
+                  f"{payload['path']}", file=sys.stderr)
+        trainer = payload["state"]["trainer"]
         self.step = payload["step"]
         self.elapsed = trainer["elapsed"]
         self.last_eval = dict(trainer["last_eval"])
@@ -120,6 +104,26 @@ class Trainer:
         if records is None:  # written before checkpoints counted their records
             return truncate_metrics(self.run.metrics_path, after_step=self.step)
         return truncate_metrics(self.run.metrics_path, keep_records=records)
+
+    def _apply(self, payload: dict[str, Any]) -> None:
+        """Load a checkpoint's states into the algorithm, source and RNGs; a damaged one raises CheckpointError
+        (load_latest then tries the one before), another run's raises CheckpointMismatch."""
+        _check_payload(payload)
+        state = payload["state"]
+        saved, current = state.get("config", {}), to_dict(self.algo.cfg)
+        changed = [k for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+        if changed:
+            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:4])
+            raise CheckpointMismatch(f"cannot resume from {payload['path']}: it was trained with another config "
+                                     f"({diffs}); use another run name or remove {self.run.path}")
+        try:
+            self.algo.load_state_dict(state["algo"])
+            self.source.load_state_dict(state["source"])
+            set_rng_state(state["rng"])
+        except Exception as err:  # unpickling an env blob, shapes, missing keys: all mean "does not fit"
+            reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+            raise CheckpointError(f"its state does not fit this {self.algo.name} ({type(err).__name__}: "
+                                  f"{reason})") from None
 
     def _checkpoint(self, stopped_by: str | None = None) -> None:
         if self.run is None:
