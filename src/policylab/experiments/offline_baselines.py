@@ -23,7 +23,7 @@ from policylab.core.config import to_dict
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir
-from policylab.experiments.offline_common import offline_arm_result
+from policylab.experiments.offline_common import REBUILT_DATASETS, offline_arm_result
 from policylab.offline import (
     BC,
     CQL,
@@ -86,5 +86,5 @@ EXPERIMENTS.add("offline_baselines", Experiment(
     caveats=("A check of the baselines' ordering in the published tables, not of one paper's claim. The width is "
              "set by CQL, whose update evaluates its critics on 30 sampled actions per state. On maze2d-umaze the "
              "data go toward random goals while the sparse reward sits at a fixed evaluation goal, which is what "
-             "makes the IQL-vs-RCSL comparison a test of stitching."),
+             "makes the IQL-vs-RCSL comparison a test of stitching. " + REBUILT_DATASETS),
 ))

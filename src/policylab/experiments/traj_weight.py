@@ -27,7 +27,7 @@ from policylab.core.config import to_dict
 from policylab.core.experiment import ArmResult, Comparison, Experiment
 from policylab.core.registry import EXPERIMENTS
 from policylab.core.run import RunDir
-from policylab.experiments.offline_common import offline_arm_result
+from policylab.experiments.offline_common import REBUILT_DATASETS, offline_arm_result
 from policylab.offline import BC, CQL, IQL, TD3BC, BCConfig, CQLConfig, IQLConfig, TD3BCConfig, train_offline
 
 WIDTH = {"hidden": (64, 64)}
@@ -86,5 +86,6 @@ EXPERIMENTS.add("traj_weight", Experiment(
              "every algorithm through `sampler=`; the quickstart's BC + RW arm on pendulum-mix5 uses the same one. "
              "Pendulum episodes all start from random angles, so AW (the return's advantage over a linear fit on the "
              "start state) differs from RW here. Each weighted arm reports the sampler's effective sample size in "
-             "trajectories (`ess_trajectories`), since a small alpha can concentrate training on a few episodes."),
+             "trajectories (`ess_trajectories`), since a small alpha can concentrate training on a few episodes. "
+             + REBUILT_DATASETS),
 ))
