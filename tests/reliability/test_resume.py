@@ -209,3 +209,49 @@ def test_a_second_process_on_the_same_run_directory_fails_at_once(tmp_path):
 
     with RunDir(tmp_path, "toy", "main", 0).owned():  # the holder died (SIGKILL): its lock went with it
         assert (run_dir(tmp_path) / ".lock").read_text() == str(os.getpid())
+
+
+FILE_DAMAGE = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[:200]),
+    "zeroed": lambda p: p.write_bytes(b"\0" * p.stat().st_size),
+    "empty": lambda p: p.write_bytes(b""),
+    "random bytes": lambda p: p.write_bytes(bytes(range(256)) * 40),
+    "JSON text": lambda p: p.write_text('{"step": 50}'),
+    "no format tag": lambda p: torch.save({"step": 50, "state": {}}, p),
+    "other format": lambda p: torch.save({"format": "sb3-v2", "step": 50}, p),
+    "a tensor": lambda p: torch.save(torch.zeros(3), p),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FILE_DAMAGE))
+def test_a_damaged_newest_checkpoint_file_falls_back(tmp_path, reference, case, capsys):
+    toy.train(str(tmp_path), steps=50)
+    newest = list_checkpoints(run_dir(tmp_path) / "checkpoints")[-1]
+    FILE_DAMAGE[case](newest)
+    toy.train(str(tmp_path))
+    assert f"checkpoint {newest} is unusable" in capsys.readouterr().err
+    assert_same_run(tmp_path, reference)
+
+
+@pytest.mark.parametrize("case", ["zeroed", "JSON text"])
+def test_when_every_checkpoint_is_damaged_the_error_is_one_line(tmp_path, case):
+    from policylab.core.errors import CheckpointError
+
+    toy.train(str(tmp_path), steps=50)
+    for path in list_checkpoints(run_dir(tmp_path) / "checkpoints"):
+        FILE_DAMAGE[case](path)
+    with pytest.raises(CheckpointError) as info:
+        toy.train(str(tmp_path))
+    assert "no loadable checkpoint" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_checkpoint_of_another_algorithm_is_refused_not_passed_over(tmp_path):
+    from policylab.core.checkpoint import CheckpointMismatch
+
+    toy.train(str(tmp_path), steps=50)
+    newest = list_checkpoints(run_dir(tmp_path) / "checkpoints")[-1]
+    payload = torch.load(newest, weights_only=True)
+    payload["algo"] = "sac"
+    torch.save(payload, newest)
+    with pytest.raises(CheckpointMismatch, match="was written by algorithm 'sac'"):
+        toy.train(str(tmp_path))
