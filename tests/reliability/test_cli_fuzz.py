@@ -26,7 +26,7 @@ VALUES = {
 _counter = itertools.count()
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(sorted(VALUES)), st.just(None), max_size=4).flatmap(
     lambda chosen: st.fixed_dictionaries({flag: st.sampled_from(VALUES[flag]) for flag in chosen})))
@@ -36,6 +36,34 @@ def test_train_accepts_or_refuses_in_one_line(tmp_path_factory, capsys, flags):
     for flag, value in flags.items():
         argv += [flag, *(value if isinstance(value, list) else [value])]
     argv += ["--seconds", "20"] if "--seconds" not in flags else []
+    _holds_to_one_line(argv, capsys)
+
+
+RUN_VALUES = {
+    "--budget": ["quick", "full", "", "huge"],
+    "--seeds": ["1", "2", "0", "-4", "100000000000", "x"],
+    "--workers": ["1", "0", "-1", "100000", "two"],
+    "--backend": ["local", "slurm", ""],
+    "--results": ["", "/proc/nope", None],
+    "--runs-root": ["", None],
+    "--address": ["", "nohostport"],
+}
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(sorted(RUN_VALUES)), st.just(None), max_size=3).flatmap(
+    lambda chosen: st.fixed_dictionaries({flag: st.sampled_from(RUN_VALUES[flag]) for flag in chosen})))
+def test_run_accepts_or_refuses_in_one_line(tmp_path_factory, capsys, flags):
+    root = tmp_path_factory.mktemp(f"fuzzrun{next(_counter)}")
+    flags = {"--budget": "quick", "--seeds": "1", "--results": str(root), "--runs-root": str(root / "runs"), **flags}
+    argv = ["run", "selftest"]
+    for flag, value in flags.items():
+        argv += [flag, str(root / "out") if value is None else value]
+    _holds_to_one_line(argv, capsys)
+
+
+def _holds_to_one_line(argv: list[str], capsys) -> None:
     try:
         code = main(argv)
     except SystemExit as exit_:  # argparse's own refusals (e.g. an int flag given 'x')
