@@ -120,7 +120,8 @@ RUN_ARM = {"empg": run_long_arm, "empg_short": run_short_arm}
 _REBUILT = ("The issue-20 rerun (step-level centring) started from base models pretrained anew on this machine: "
             "their pretraining stops at a target pass rate, and float rounding that differs between machines stopped "
             "them elsewhere, so the GRPO arm, whose code did not change, moved too and the earlier run is no control "
-            "for the centring change.")
+            "for the centring change. Controls with the token-level centring on the same bases "
+            "(`results/issue20_controls/`) give the same success verdicts, so those changed with the base.")
 
 
 def _experiment(setting: str) -> Experiment:

@@ -102,5 +102,9 @@ EXPERIMENTS.add("ufo", Experiment(
     caveats=("Every arm starts from `tiny-retry`, warm-started on noisy scripted episodes that sometimes repeat a "
              "wrong answer, so repetition is present before any RL. `multi_turn` is the ablation that trains on the "
              "same 5-turn episodes with the plain solved-or-not reward and no repetition penalty. Turns to success "
-             "count solved episodes only, so an arm that also solves questions at later turns can show more turns."),
+             "count solved episodes only, so an arm that also solves questions at later turns can show more turns. "
+             "The issue-20 rerun started from a `tiny-retry` pretrained anew on this machine, which differs from the "
+             "earlier run's; a control at 6bbd119 (before the whitespace-free repeat key) on that same base gave "
+             "identical per-seed values (`results/issue20_controls/ufo.md`), so the change from the earlier result "
+             "is the base's, not the key's."),
 ))
