@@ -110,3 +110,11 @@ def test_an_lm_step_bounds_its_responses_not_only_each_factor():
                                           rf"{MAX_ROLLOUTS_PER_STEP}"):
         RLVRConfig(prompts_per_step=4096, group_size=4096)
     assert RLVRConfig(prompts_per_step=256, group_size=64).group_size == 64
+
+
+def test_a_replay_buffer_checks_its_memory_before_allocating():
+    from policylab.rl.buffer import ReplayBuffer
+
+    with pytest.raises(ConfigError, match=r"needs \d+\.\d GiB: the most allowed is 8 GiB"):
+        ReplayBuffer(1 << 26, 376, 17)  # a humanoid's observations at the largest buffer_size
+    assert ReplayBuffer(1000, 3, 1).capacity == 1000

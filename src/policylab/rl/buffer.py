@@ -6,11 +6,21 @@ from typing import Any
 
 import torch
 
+from policylab.core.errors import ConfigError
+
+MAX_BUFFER_BYTES = 8 << 30
+"""The most memory a replay buffer may preallocate (8 GiB), checked before it allocates anything."""
+
 
 class ReplayBuffer:
     FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int):
+        needed = 4 * capacity * (2 * obs_dim + act_dim + 3)  # float32 fields: obs, next_obs, actions, 3 scalars
+        if needed > MAX_BUFFER_BYTES:
+            raise ConfigError(f"a replay buffer of {capacity:,} transitions of {obs_dim}-dimensional observations "
+                              f"needs {needed / 2**30:.1f} GiB: the most allowed is {MAX_BUFFER_BYTES / 2**30:.0f} "
+                              "GiB (lower buffer_size)")
         self.capacity, self.size, self.ptr = capacity, 0, 0
         self.data = {
             "obs": torch.zeros(capacity, obs_dim),
