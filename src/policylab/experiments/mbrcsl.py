@@ -117,6 +117,6 @@ EXPERIMENTS.add("mbrcsl", Experiment(
              "at float rounding (by up to 0.9). This result is the rerun after CQL's Bellman term became CORL's "
              "(issue 20). The MBRCSL and RCSL arms moved too although their code did not: the stitch-maze dataset "
              "was rebuilt on this machine (its hash is now recorded; a second build here gives the same bytes), and "
-             "the earlier build, whose hash no result recorded, need not match it; the rollout filter amplifies such "
+             "the earlier build, whose hash no result recorded, need not equal it; the rollout filter amplifies such "
              "differences (one seed's MBRCSL policy scores near 0)."),
 ))
