@@ -2,81 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-from dataclasses import dataclass
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from policylab.core.checkpoint import list_checkpoints, load_checkpoint
-from policylab.core.config import Config, param
 from policylab.core.errors import CheckpointError, NonFiniteLossError
 from policylab.core.run import RunDir, read_metrics
 from policylab.core.seeding import seed_everything
 from policylab.core.trainer import Trainer, TrainerConfig
 
-
-@dataclass(frozen=True)
-class RegressionConfig(Config):
-    lr: float = param(0.05, gt=0)
-    nan_at: int = param(-1)
-
-
-class Regression:
-    """Linear regression by Adam with dropout noise: every update draws from the global RNG."""
-
-    name = "toy-regression"
-
-    def __init__(self, cfg: RegressionConfig):
-        self.cfg = cfg
-        self.model = torch.nn.Linear(4, 1)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.updates = 0
-
-    def update(self, batch):
-        x, y = batch
-        x = torch.nn.functional.dropout(x, 0.1)
-        loss = (self.model(x).squeeze(-1) - y).pow(2).mean()
-        self.updates += 1
-        if self.updates == self.cfg.nan_at:
-            loss = loss * float("nan")
-        self.opt.zero_grad()
-        loss.backward()
-        self.opt.step()
-        return {"loss": loss.detach()}
-
-    def state_dict(self):
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state):
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.updates = state["updates"]
-
-
-class NoisySource:
-    """Fresh random regression data each batch, plus its own counter that must survive resume."""
-
-    def __init__(self):
-        self.w = torch.tensor([1.0, -2.0, 0.5, 3.0])
-        self.batches = 0
-
-    def next_batch(self, algo):
-        self.batches += 1
-        x = torch.randn(32, 4)
-        return x, x @ self.w + 0.1 * torch.randn(32)
-
-    def metrics(self):
-        return {}
-
-    def counters(self):
-        return {"batches": float(self.batches)}
-
-    def state_dict(self):
-        return {"batches": self.batches}
-
-    def load_state_dict(self, state):
-        self.batches = state["batches"]
+# the toy regression (Adam with dropout noise: every update draws from the global RNG) and its noisy source
+_spec = importlib.util.spec_from_file_location("toy_train", Path(__file__).parents[1] / "reliability" / "toy_train.py")
+toy = importlib.util.module_from_spec(_spec)
+sys.modules["toy_train"] = toy
+_spec.loader.exec_module(toy)
+Regression, RegressionConfig, NoisySource = toy.Toy, toy.ToyConfig, toy.Source
 
 
 def make_trainer(tmp_path, name, steps, checkpoint_every=5, nan_at=-1, evaluate=None, callbacks=()):

@@ -1,4 +1,4 @@
-"""A small training run for the reliability tests, runnable as a script so a test can SIGKILL it.
+"""A small training run for the trainer and reliability tests, runnable as a script so a test can SIGKILL it.
 
     python toy_train.py RUNS_ROOT [--steps N] [--checkpoint-every K] [--blowup-at U] [--sleep S]
 
@@ -24,6 +24,8 @@ from policylab.core.trainer import Trainer, TrainerConfig
 @dataclass(frozen=True)
 class ToyConfig(Config):
     lr: float = param(0.05, gt=0)
+    nan_at: int = param(-1)
+    """At this update the loss (and so every gradient) is NaN."""
     blowup_at: int = param(-1)
     """From this update on, Adam's second moments are set to inf while the loss stays finite."""
     sleep: float = param(0.0, ge=0)
@@ -42,10 +44,12 @@ class Toy:
     def update(self, batch):
         x, y = batch
         loss = (self.model(torch.nn.functional.dropout(x, 0.1)).squeeze(-1) - y).pow(2).mean()
+        self.updates += 1
+        if self.updates == self.cfg.nan_at:
+            loss = loss * float("nan")
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
-        self.updates += 1
         if 0 <= self.cfg.blowup_at <= self.updates:
             for group in self.opt.state.values():
                 group["exp_avg_sq"].fill_(float("inf"))
