@@ -26,10 +26,19 @@ VALUES = {
 _counter = itertools.count()
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.dictionaries(st.sampled_from(sorted(VALUES)), st.just(None), max_size=4).flatmap(
-    lambda chosen: st.fixed_dictionaries({flag: st.sampled_from(VALUES[flag]) for flag in chosen})))
+def fuzz(values: dict, examples: int, at_most: int):
+    """Hypothesis at a fixed seed: up to `at_most` of the flags, each with one of its listed values."""
+    flags = st.dictionaries(st.sampled_from(sorted(values)), st.just(None), max_size=at_most).flatmap(
+        lambda chosen: st.fixed_dictionaries({flag: st.sampled_from(values[flag]) for flag in chosen}))
+
+    def decorate(test):
+        return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])(
+            given(flags=flags)(test))
+    return decorate
+
+
+@fuzz(VALUES, examples=150, at_most=4)
 def test_train_accepts_or_refuses_in_one_line(tmp_path_factory, capsys, flags):
     root = tmp_path_factory.mktemp(f"fuzz{next(_counter)}")
     argv = ["train", "ppo", "--steps", "16", "--rollout-steps", "8", "--epochs", "1", "--runs-root", str(root)]
@@ -50,10 +59,7 @@ RUN_VALUES = {
 }
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.dictionaries(st.sampled_from(sorted(RUN_VALUES)), st.just(None), max_size=3).flatmap(
-    lambda chosen: st.fixed_dictionaries({flag: st.sampled_from(RUN_VALUES[flag]) for flag in chosen})))
+@fuzz(RUN_VALUES, examples=40, at_most=3)
 def test_run_accepts_or_refuses_in_one_line(tmp_path_factory, capsys, flags):
     root = tmp_path_factory.mktemp(f"fuzzrun{next(_counter)}")
     flags = {"--budget": "quick", "--seeds": "1", "--results": str(root), "--runs-root": str(root / "runs"), **flags}

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from policylab.core.checkpoint import list_checkpoints, load_checkpoint
+from policylab.core.trainer import state_leaves
 
 SCRIPT = Path(__file__).with_name("kill_pillar.py")
 KILLS = {"iql": (50, 150, 250, 300), "grpo": (2, 4, 6, 8)}  # checkpoint steps; the last one comes before
@@ -36,15 +37,9 @@ def outcome(root: Path, algo: str) -> tuple[list[dict], dict, dict]:
     return records, summary, state
 
 
-def tensors(tree, prefix=""):
-    if isinstance(tree, torch.Tensor):
-        yield prefix, tree
-    elif isinstance(tree, dict):
-        for key, value in tree.items():
-            yield from tensors(value, f"{prefix}/{key}")
-    elif isinstance(tree, (list, tuple)):
-        for i, value in enumerate(tree):
-            yield from tensors(value, f"{prefix}/{i}")
+def tensors(tree):
+    """(path, tensor) for every tensor of a nested state."""
+    return ((path, leaf) for path, leaf in state_leaves(tree) if isinstance(leaf, torch.Tensor))
 
 
 @pytest.mark.slow

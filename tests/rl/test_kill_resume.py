@@ -11,6 +11,7 @@ import torch
 
 from policylab.core.checkpoint import list_checkpoints, load_checkpoint
 from policylab.core.run import read_metrics
+from policylab.core.trainer import state_leaves
 
 SCRIPT = Path(__file__).with_name("train_and_maybe_kill.py")
 
@@ -25,15 +26,9 @@ def final_state(root, name):
     return load_checkpoint(list_checkpoints(folder)[-1])
 
 
-def flatten(tree, prefix=""):
-    if isinstance(tree, torch.Tensor):
-        yield prefix, tree
-    elif isinstance(tree, dict):
-        for key, value in tree.items():
-            yield from flatten(value, f"{prefix}/{key}")
-    elif isinstance(tree, (list, tuple)):
-        for i, value in enumerate(tree):
-            yield from flatten(value, f"{prefix}/{i}")
+def flatten(tree):
+    """(path, tensor) for every tensor of a nested state."""
+    return ((path, leaf) for path, leaf in state_leaves(tree) if isinstance(leaf, torch.Tensor))
 
 
 @pytest.mark.parametrize("algo,kill_at", [("ppo", 4), ("sac", 200)])

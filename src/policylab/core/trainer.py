@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -252,24 +252,26 @@ class Trainer:
         return summary
 
 
+def state_leaves(state: Any, where: str = "state") -> Iterator[tuple[str, Any]]:
+    """(path, leaf) for every leaf of a nested state of dicts, lists and tuples, in order."""
+    if isinstance(state, dict):
+        for key, value in state.items():
+            yield from state_leaves(value, f"{where}.{key}")
+    elif isinstance(state, (list, tuple)):
+        for i, value in enumerate(state):
+            yield from state_leaves(value, f"{where}.{i}")
+    else:
+        yield where, state
+
+
 def first_non_finite(state: Any, where: str = "state") -> str | None:
     """The path of the first NaN or infinite float (tensor or number) in a nested state, or None."""
-    if isinstance(state, torch.Tensor):
-        if state.is_floating_point() or state.is_complex():
-            return None if bool(torch.isfinite(state).all()) else where
-        return None
-    if isinstance(state, float):
-        return None if math.isfinite(state) else where
-    if isinstance(state, dict):
-        items = state.items()
-    elif isinstance(state, (list, tuple)):
-        items = enumerate(state)
-    else:
-        return None
-    for key, value in items:
-        found = first_non_finite(value, f"{where}.{key}")
-        if found is not None:
-            return found
+    for path, leaf in state_leaves(state, where):
+        if isinstance(leaf, torch.Tensor) and (leaf.is_floating_point() or leaf.is_complex()):
+            if not bool(torch.isfinite(leaf).all()):
+                return path
+        elif isinstance(leaf, float) and not math.isfinite(leaf):
+            return path
     return None
 
 
