@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,33 @@ class RunDir:
             if not _SAFE.match(part) or part.startswith("."):
                 raise RunDirError(f"{label} {part!r} may only hold letters, digits and . _ + -, "
                                   "and may not start with '.'")
-        self.path = Path(root) / name / arm / f"seed{seed}"
+        self._create(Path(root) / name / arm / f"seed{seed}")
+
+    def _create(self, path: Path) -> None:
+        self.path = path
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise RunDirError(f"cannot create run directory {self.path}: {err.strerror or err}") from None
-        if not os.access(self.path, os.W_OK | os.X_OK):
-            raise RunDirError(f"run directory {self.path} is not writable")
+            raise RunDirError(f"cannot create run directory {path}: {err.strerror or err}") from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise RunDirError(f"run directory {path} is not writable")
+
+    @classmethod
+    def at(cls, path: str | Path) -> RunDir:
+        """A run directory at exactly `path` (the Python API's `run_dir=`), created when missing."""
+        run = cls.__new__(cls)
+        run._create(Path(path))
+        return run
+
+    def clear(self) -> None:
+        """Remove what an earlier run left here (`--fresh`), holding the directory's lock while doing it."""
+        import shutil
+
+        with self.owned():
+            for name in ("checkpoints", "tensorboard"):
+                shutil.rmtree(self.path / name, ignore_errors=True)
+            for name in ("metrics.jsonl", "summary.json", "config.json"):
+                (self.path / name).unlink(missing_ok=True)
 
     @property
     def checkpoints(self) -> Path:
@@ -129,6 +150,7 @@ class MetricLogger:
                 self._tb = None
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
+        """One record; TensorBoard's x-axis is the environment steps where the record has them."""
         record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
         self.records.append(record)
         self.count += 1
@@ -136,8 +158,9 @@ class MetricLogger:
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()
         if self._tb is not None:
+            x = int(metrics["env_steps"]) if "env_steps" in metrics else int(step)
             for key, value in metrics.items():
-                self._tb.add_scalar(key, float(value), step)
+                self._tb.add_scalar(key, float(value), x)
 
     def close(self) -> None:
         if self._file is not None:
@@ -222,3 +245,49 @@ def progress_bar(enabled: bool | None = None) -> Progress:
         disable=not enabled,
         transient=False,
     )
+
+
+def progress_interval() -> float:
+    """Seconds between two plain progress lines: POLICYLAB_PROGRESS_SECONDS, default 30."""
+    raw = os.environ.get("POLICYLAB_PROGRESS_SECONDS", "30")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RunDirError(f"POLICYLAB_PROGRESS_SECONDS = {raw!r} is not allowed: must be a number of seconds > 0") \
+            from None
+    if not value > 0:
+        raise RunDirError(f"POLICYLAB_PROGRESS_SECONDS = {raw!r} is not allowed: must be a number of seconds > 0")
+    return value
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class PlainProgress:
+    """Progress for logs that are not a terminal (nohup, CI, a cluster job): one flushed stderr line every
+    `every_s` seconds with the count, the rate, the counters (environment steps) and the ETA."""
+
+    def __init__(self, name: str, total: int, every_s: float | None = None, unit: str = "updates"):
+        self.name, self.total, self.unit = name, total, unit
+        self.every_s = progress_interval() if every_s is None else every_s
+        self.last = time.perf_counter()
+        self.lines = 0
+
+    def maybe(self, done: int, elapsed: float, counters: dict[str, float]) -> None:
+        now = time.perf_counter()
+        if now - self.last >= self.every_s:
+            self.last = now
+            self.line(done, elapsed, counters)
+
+    def line(self, done: int, elapsed: float, counters: dict[str, float], final: bool = False) -> None:
+        rate = done / elapsed if elapsed > 0 else 0.0
+        parts = [f"{self.name} {done:,}/{self.total:,} {self.unit} ({100 * done / max(self.total, 1):.0f}%)",
+                 f"{rate:.1f} {self.unit}/s"]
+        parts += [f"{key} {int(value):,}" for key, value in counters.items()]
+        parts.append(f"elapsed {_clock(elapsed)}")
+        if not final and rate > 0:
+            parts.append(f"eta {_clock((self.total - done) / rate)}")
+        self.lines += 1
+        print("policylab: " + " · ".join(parts), file=sys.stderr, flush=True)

@@ -19,7 +19,7 @@ import torch
 from policylab.core.checkpoint import CheckpointMismatch, list_checkpoints, load_latest, save_checkpoint
 from policylab.core.config import Config, param, to_dict
 from policylab.core.errors import CheckpointError, NonFiniteLossError
-from policylab.core.run import MetricLogger, RunDir, progress_bar, truncate_metrics
+from policylab.core.run import MetricLogger, PlainProgress, RunDir, progress_bar, truncate_metrics
 from policylab.core.seeding import rng_state, set_rng_state
 
 
@@ -59,10 +59,12 @@ class TrainerConfig(Config):
     resume: bool = True
     """Continue from the run directory's newest checkpoint when there is one."""
     progress: bool | None = None
-    """Show a progress bar (default: when attached to a terminal)."""
+    """Show a progress bar (default: on a terminal; elsewhere a plain line every POLICYLAB_PROGRESS_SECONDS)."""
 
 
-Callback = Callable[[str, int, "Trainer"], None]
+Callback = Callable[[str, int, "Trainer"], "bool | None"]
+"""callback(event, update, trainer) with event "log", "eval", "checkpoint" or "end"; `trainer.last_log` and
+`trainer.last_eval` hold the latest numbers. Returning False (not None) from "log" or "eval" stops the run."""
 
 
 class Trainer:
@@ -82,6 +84,7 @@ class Trainer:
         self._pending: list[dict[str, Any]] = []
         self._tensorboard = tensorboard
         self._logger: MetricLogger | None = None
+        self._stop_requested = False
         self._finished: str | None = None
         """How the run that wrote the restored checkpoint stopped, when that checkpoint was its final one."""
 
@@ -167,6 +170,7 @@ class Trainer:
         record["time/elapsed_s"] = self.elapsed
         self.last_log = record
         logger.log(self.step, record)
+        self._emit("log")
 
     def _evaluate(self, logger: MetricLogger) -> None:
         if self.evaluate_fn is None:
@@ -180,7 +184,8 @@ class Trainer:
 
     def _emit(self, event: str) -> None:
         for callback in self.callbacks:
-            callback(event, self.step, self)
+            if callback(event, self.step, self) is False and event in ("log", "eval"):
+                self._stop_requested = True
 
     # -- the loop -------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -195,7 +200,7 @@ class Trainer:
         """A checkpoint written at the end of a run whose budget still holds: nothing is left to do."""
         cfg = self.cfg
         return self._finished is not None and (
-            self.step >= cfg.max_steps or self._finished == "target"
+            self.step >= cfg.max_steps or self._finished in ("target", "callback")
             or (cfg.max_seconds is not None and self.elapsed >= cfg.max_seconds))
 
     def _fit(self, existing: int) -> dict[str, Any]:
@@ -204,8 +209,12 @@ class Trainer:
         metrics_path = self.run.metrics_path if self.run else None
         tb_dir = self.run.path / "tensorboard" if (self.run and self._tensorboard) else None
         if self._done():  # a rerun of a finished run: the same summary, no second final evaluation
+            print(f"policylab: {self.algo.name} run {self.run.path} is already complete ({self.step} updates, "
+                  f"stopped by {stopped}); --fresh (fresh=True in Python) starts it over", file=sys.stderr)
             return self._summarize(stopped)
         logger = self._logger = MetricLogger(metrics_path, tb_dir, existing=existing)
+        plain = PlainProgress(self.algo.name, cfg.max_steps) if cfg.progress is None and not sys.stderr.isatty() \
+            else None
         try:
             with progress_bar(cfg.progress) as bar:
                 task = bar.add_task(self.algo.name, total=cfg.max_steps, completed=self.step, rate="")
@@ -220,6 +229,8 @@ class Trainer:
                     now = time.perf_counter()
                     self.elapsed += now - tick
                     tick = now
+                    if plain is not None:
+                        plain.maybe(self.step, self.elapsed, self.source.counters())
                     if self.step % cfg.log_every == 0:
                         self._flush(logger)
                         bar.update(task, completed=self.step, rate=f"{self.step / max(self.elapsed, 1e-9):.1f} upd/s")
@@ -229,12 +240,17 @@ class Trainer:
                         if self.stop_when is not None and self.stop_when(self.last_eval):
                             stopped = "target"
                             break
+                    if self._stop_requested:
+                        stopped = "callback"
+                        break
                     if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                         self._flush(logger)
                         self._checkpoint()
                         tick = time.perf_counter()
                 self._flush(logger)
                 bar.update(task, completed=self.step)
+            if plain is not None and plain.lines:  # a short run says nothing more than its summary
+                plain.line(self.step, self.elapsed, self.source.counters(), final=True)
             if stopped != "target":  # the stopping evaluation is the final one
                 self._evaluate(logger)
             self._checkpoint(stopped_by=stopped)

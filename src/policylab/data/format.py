@@ -87,6 +87,40 @@ class OfflineData:
     def __len__(self) -> int:
         return self.rewards.shape[0]
 
+    # -- the Python API's constructors (`policylab.Dataset` is this class; see data/arrays.py) --
+    @classmethod
+    def from_arrays(cls, observations: Any, actions: Any, rewards: Any, terminals: Any, timeouts: Any = None,
+                    **metadata: Any) -> OfflineData:
+        """D4RL-style flat arrays, one row per transition (`data.arrays.from_arrays` documents the fields)."""
+        from policylab.data.arrays import from_arrays
+
+        return from_arrays(observations, actions, rewards, terminals, timeouts, **metadata)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], **metadata: Any) -> OfflineData:
+        from policylab.data.arrays import from_dict
+
+        return from_dict(d, **metadata)
+
+    @classmethod
+    def from_d4rl(cls, path: str | Path, **metadata: Any) -> OfflineData:
+        """A D4RL `.hdf5` or `.npz` file."""
+        from policylab.data.arrays import from_d4rl
+
+        return from_d4rl(path, **metadata)
+
+    @classmethod
+    def from_minari(cls, dataset_id_or_path: str | Path, **kwargs: Any) -> OfflineData:
+        """A local Minari dataset, by id (under `root=` or Minari's data folder) or by directory."""
+        from policylab.data.arrays import from_minari
+
+        return from_minari(dataset_id_or_path, **kwargs)
+
+    @classmethod
+    def load(cls, path: str | Path) -> OfflineData:
+        """A policylab dataset file (`<name>.parquet` + `<name>.json`)."""
+        return load_dataset(path)
+
     @property
     def num_episodes(self) -> int:
         return self.episode_starts.shape[0] - 1
@@ -100,7 +134,14 @@ class OfflineData:
         sums = torch.zeros(self.num_episodes, dtype=torch.float64)
         return sums.index_add_(0, self.episode_ids, self.rewards.double())
 
+    @property
+    def has_reference_scores(self) -> bool:
+        return self.metadata.get("ref_min_score") is not None and self.metadata.get("ref_max_score") is not None
+
     def normalized_score(self, ret: float | np.ndarray) -> np.ndarray:
+        if not self.has_reference_scores:
+            raise DatasetError(f"dataset {self.metadata.get('name', '?')!r} has no ref_min_score / ref_max_score, "
+                               "so it has no normalized score")
         lo, hi = self.metadata["ref_min_score"], self.metadata["ref_max_score"]
         return 100.0 * (np.asarray(ret, dtype=np.float64) - lo) / (hi - lo)
 

@@ -219,12 +219,10 @@ def _episode(dataset_id: str, ep, discrete: bool) -> Episode:
                    truncations)
 
 
-def import_minari(dataset_id_or_path: str | Path, out_path: str | Path, *, root: str | Path | None = None,
-                  metadata: dict[str, Any] | None = None) -> Path:
-    """Convert a local Minari dataset (an id under `root`, or its directory) into a policylab dataset at `out_path`.
-
-    `metadata` fills or overrides what Minari's lacks (env_id, ref_min_score / ref_max_score).
-    """
+def minari_episodes(dataset_id_or_path: str | Path, *, root: str | Path | None = None,
+                    metadata: dict[str, Any] | None = None) -> tuple[list[Episode], dict[str, Any]]:
+    """(episodes, metadata) of a local Minari dataset (an id under `root`, or its directory); `metadata` fills
+    or overrides what Minari's lacks (env_id, ref_min_score / ref_max_score)."""
     minari = _minari()
     dataset = _open(minari, dataset_id_or_path, root)
     dataset_id = dataset.id
@@ -239,9 +237,23 @@ def import_minari(dataset_id_or_path: str | Path, out_path: str | Path, *, root:
     meta.update({k: raw[k] for k in ("ref_min_score", "ref_max_score") if raw.get(k) is not None})
     if discrete:
         meta["num_actions"] = int(dataset.action_space.n)
-    meta.update({"builder": "import_minari", "source": f"minari:{dataset_id}",
+    else:
+        meta.setdefault("action_low", np.asarray(dataset.action_space.low, dtype=np.float64).tolist())
+        meta.setdefault("action_high", np.asarray(dataset.action_space.high, dtype=np.float64).tolist())
+    meta.update({"builder": "import_minari", "source": f"minari:{dataset_id}", "name": str(dataset_id),
                  "minari_version": dataset.minari_version, **(metadata or {})})
+    return episodes, meta
+
+
+def import_minari(dataset_id_or_path: str | Path, out_path: str | Path, *, root: str | Path | None = None,
+                  metadata: dict[str, Any] | None = None) -> Path:
+    """Convert a local Minari dataset (an id under `root`, or its directory) into a policylab dataset at `out_path`.
+
+    `metadata` fills or overrides what Minari's lacks (env_id, ref_min_score / ref_max_score).
+    """
+    episodes, meta = minari_episodes(dataset_id_or_path, root=root, metadata=metadata)
     missing = [k for k in ("env_id", "ref_min_score", "ref_max_score") if k not in meta]
     if missing:
-        raise DatasetError(f"Minari dataset {dataset_id!r} has no {', '.join(missing)}; pass them in metadata=")
+        raise DatasetError(f"Minari dataset {meta['source'][7:]!r} has no {', '.join(missing)}; pass them in "
+                           "metadata=")
     return save_dataset(out_path, episodes, meta)

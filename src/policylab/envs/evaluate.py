@@ -13,21 +13,33 @@ from typing import Protocol
 import gymnasium
 import numpy as np
 
-from policylab.envs.factory import make_env
+from policylab.core.errors import ConfigError
+from policylab.envs.factory import EnvLike, env_maker
 
 
 class Actor(Protocol):
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray: ...
 
 
-def episode_returns(agent: Actor, env_id: str, episodes: int = 10, seed: int = 10_000,
+def episode_returns(agent: Actor, env_id: EnvLike, episodes: int = 10, seed: int = 10_000,
                     deterministic: bool = True, start_noise: float = 0.0) -> np.ndarray:
     """[episodes] undiscounted returns, episode i run on an env reset with seed + i; `start_noise` > 0
-    perturbs each initial state (`PerturbedStart`)."""
-    envs = [make_env(env_id) for _ in range(episodes)]
+    perturbs each initial state (`PerturbedStart`).
+
+    `env_id` may also be a factory or a `gymnasium.Env` instance; an instance that cannot be copied
+    plays its episodes one after another (the same returns for a policy without episode memory)."""
+    seeds = [seed + i for i in range(episodes)]
+    make = env_maker(env_id, "eval_env")
+    try:
+        envs = [make() for _ in range(episodes)]
+    except ConfigError:
+        if not isinstance(env_id, gymnasium.Env):
+            raise
+        wrapped = PerturbedStart(env_id, start_noise) if start_noise > 0 else env_id
+        return np.concatenate([run_episodes(agent, [wrapped], [s], deterministic)[0] for s in seeds])
     if start_noise > 0:
         envs = [PerturbedStart(env, start_noise) for env in envs]
-    returns, _ = run_episodes(agent, envs, [seed + i for i in range(episodes)], deterministic)
+    returns, _ = run_episodes(agent, envs, seeds, deterministic)
     for env in envs:
         env.close()
     return returns
@@ -58,7 +70,7 @@ def run_episodes(agent: Actor, envs: list[gymnasium.Env], seeds: list[int], dete
     return returns, steps
 
 
-def evaluate_policy(agent: Actor, env_id: str, episodes: int = 10, seed: int = 10_000,
+def evaluate_policy(agent: Actor, env_id: EnvLike, episodes: int = 10, seed: int = 10_000,
                     deterministic: bool = True) -> dict[str, float]:
     returns = episode_returns(agent, env_id, episodes, seed, deterministic)
     return {"return": float(returns.mean()), "return_std": float(returns.std())}

@@ -44,3 +44,36 @@ class ActionScaler:
 
     def to_unit(self, action: np.ndarray) -> np.ndarray:
         return 2.0 * (action - self.low) / (self.high - self.low) - 1.0
+
+
+def space_to_dict(space: gym.Space) -> dict:
+    """A plain description of a Box or Discrete space (lists and numbers), so that a saved policy file
+    loads with `weights_only=True` and needs neither the env nor its code."""
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.Box):
+        return {"type": "Box", "low": space.low.tolist(), "high": space.high.tolist(), "dtype": str(space.dtype)}
+    raise ConfigError(f"space {space} cannot be saved: expected a Box or Discrete space")
+
+
+def space_from_dict(description: dict) -> gym.Space:
+    if description["type"] == "Discrete":
+        return gym.spaces.Discrete(description["n"], start=description["start"])
+    dtype = np.dtype(description["dtype"])
+    return gym.spaces.Box(np.asarray(description["low"], dtype), np.asarray(description["high"], dtype), dtype=dtype)
+
+
+def observation_batch(obs: object, space: gym.Space, field: str = "obs") -> tuple[np.ndarray, bool]:
+    """(a [batch, *shape] float32 array, whether `obs` was one observation) for a Box observation space;
+    anything else is refused with one line naming the shape given and the shapes allowed."""
+    try:
+        array = np.asarray(obs, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{field}: cannot read it as an array of numbers ({err})") from None
+    shape = tuple(space.shape)
+    if array.shape == shape:
+        return array[None], True
+    if array.ndim == len(shape) + 1 and array.shape[1:] == shape:
+        return array, False
+    raise ConfigError(f"{field} has shape {array.shape}: expected one observation of shape {shape} or a batch of "
+                      f"shape (n, {', '.join(map(str, shape))})")

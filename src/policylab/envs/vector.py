@@ -4,18 +4,25 @@
 each episode, so that truncated episodes can bootstrap from it. The whole state (every env's
 physics and RNG, running episode statistics) goes into `state_dict`, so a run killed mid-episode
 resumes bitwise.
+
+The envs may come from an id, a factory, a `gymnasium.Env` instance (copied for the second and later
+envs) or a gymnasium `SyncVectorEnv` (its sub-envs, stepped here). An env that cannot be pickled (it
+holds a lock, a socket, a file handle) is checkpointed without its own state: the run goes on, and a
+resumed run restarts that env's episode from a seeded reset, so only such runs resume inexactly.
 """
 
 from __future__ import annotations
 
 import pickle
+import sys
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from policylab.envs.factory import make_env
+from policylab.core.errors import ConfigError
+from policylab.envs.factory import EnvLike, describe_env, env_maker, make_env
 
 
 def snapshot_env(env: gym.Env) -> bytes:
@@ -60,11 +67,32 @@ def _set_elapsed_steps(env: gym.Env, steps: int | None) -> None:
         limit._elapsed_steps = steps
 
 
+def sub_envs(env: EnvLike | gym.vector.VectorEnv, num_envs: int, **env_kwargs: Any) -> list[gym.Env]:
+    """`num_envs` independent envs from whatever the user passed (see the module docstring)."""
+    if isinstance(env, gym.vector.VectorEnv):
+        inner = getattr(env, "envs", None)
+        if inner is None:
+            raise ConfigError(f"env: a {type(env).__name__} steps its envs in other processes, which policylab "
+                              "cannot checkpoint; pass a SyncVectorEnv or a factory with num_envs instead")
+        if len(inner) != num_envs:
+            raise ConfigError(f"num_envs = {num_envs} does not fit the given vector env of {len(inner)} envs")
+        return list(inner)
+    if isinstance(env, str):
+        return [make_env(env, **env_kwargs) for _ in range(num_envs)]
+    if env_kwargs:
+        raise ConfigError(f"env keyword arguments {sorted(env_kwargs)} need an environment id, not "
+                          f"{describe_env(env)}")
+    make = env_maker(env)
+    first = env if isinstance(env, gym.Env) else make()
+    return [first, *(make() for _ in range(num_envs - 1))]
+
+
 class VectorEnv:
-    def __init__(self, env_id: str, num_envs: int, seed: int, **env_kwargs: Any):
-        self.env_id = env_id
-        self.envs = [make_env(env_id, **env_kwargs) for _ in range(num_envs)]
+    def __init__(self, env: EnvLike | gym.vector.VectorEnv, num_envs: int, seed: int, **env_kwargs: Any):
+        self.env_id = env if isinstance(env, str) else describe_env(env)
+        self.envs = sub_envs(env, num_envs, **env_kwargs)
         self.num_envs = num_envs
+        self.seed = seed
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
         self.obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(self.envs)])
@@ -104,9 +132,24 @@ class VectorEnv:
         self.finished_lengths.clear()
         return stats
 
+    def _snapshots(self) -> list[bytes | None]:
+        """Each env's pickled state, or None for an env that cannot be pickled (said once on stderr)."""
+        out: list[bytes | None] = []
+        for env in self.envs:
+            try:
+                out.append(snapshot_env(env))
+            except Exception as err:  # pickling fails with TypeError, PicklingError, AttributeError...
+                if not getattr(self, "_said_unpicklable", False):
+                    self._said_unpicklable = True
+                    print(f"policylab: environment {describe_env(env)} cannot be pickled ({type(err).__name__}: "
+                          f"{str(err)[:80]}); checkpoints keep everything but its state, so a resumed run "
+                          "restarts its episodes", file=sys.stderr)
+                out.append(None)
+        return out
+
     def state_dict(self) -> dict[str, Any]:
         blob = pickle.dumps({
-            "envs": [snapshot_env(env) for env in self.envs], "obs": self.obs,
+            "envs": self._snapshots(), "obs": self.obs,
             "returns": self._returns, "lengths": self._lengths,
             "finished": (list(self.finished_returns), list(self.finished_lengths)),
         })
@@ -114,10 +157,16 @@ class VectorEnv:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         data = pickle.loads(state["blob"].numpy().tobytes())
-        for env in self.envs:
-            env.close()
-        self.envs = [restore_env(blob) for blob in data["envs"]]
+        if len(data["envs"]) != self.num_envs:
+            raise ValueError(f"the checkpoint holds {len(data['envs'])} envs, this run has {self.num_envs}")
         self.obs, self._returns, self._lengths = data["obs"], data["returns"], data["lengths"]
+        for i, blob in enumerate(data["envs"]):
+            if blob is None:  # not picklable: keep this process's env and start it on a fresh episode
+                self.obs[i] = self.envs[i].reset(seed=self.seed + i + 7919 * (len(data["finished"][0]) + 1))[0]
+                self._returns[i], self._lengths[i] = 0.0, 0
+            else:
+                self.envs[i].close()
+                self.envs[i] = restore_env(blob)
         self.finished_returns, self.finished_lengths = map(list, data["finished"])
 
     def close(self) -> None:

@@ -76,3 +76,7 @@ __all__ = ["BC", "BCConfig", "CDSAConfig", "CQL", "CQLConfig", "DiscreteCQL", "D
            "OfflineConfig", "OfflineDQN", "OfflineDQNConfig", "RCSL", "RCSLConfig", "RLVLMFConfig", "SSORLConfig",
            "TD3BC", "TD3BCConfig", "train_cdsa", "train_mbrcsl", "train_obs_history", "train_offline", "train_oppo",
            "train_hib", "train_rl_vlm_f", "train_ssorl"]
+
+from policylab.offline import api  # noqa: E402  (after the registrations it reads)
+
+__all__ += ["api"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -47,16 +48,37 @@ class OfflineConfig(Config):
                               f"{', '.join(SAMPLERS.names())}")
 
 
+def dataset_spaces(data: OfflineData) -> tuple[gym.Space, gym.Space]:
+    """The observation and action spaces a dataset implies: the action bounds its metadata records (arrays,
+    Minari), else those of its env (the catalog's datasets), else its actions' range."""
+    meta = data.metadata
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (data.observations.shape[1],), np.float32)
+    if data.discrete:
+        return obs_space, gym.spaces.Discrete(int(meta["num_actions"]))
+    if "action_low" in meta and "action_high" in meta:
+        return obs_space, gym.spaces.Box(np.asarray(meta["action_low"], np.float32),
+                                         np.asarray(meta["action_high"], np.float32), dtype=np.float32)
+    if meta.get("env_id"):
+        env = make_env(meta["env_id"])
+        action_space = env.action_space
+        env.close()
+        return obs_space, action_space
+    low, high = data.actions.min(0).values.numpy(), data.actions.max(0).values.numpy()
+    return obs_space, gym.spaces.Box(low, np.maximum(high, low + 1e-6), dtype=np.float32)
+
+
 class Prepared:
     """The dataset in the algorithm's units, plus the maps back to the environment's."""
 
-    def __init__(self, data: OfflineData, normalize: bool):
-        env = make_env(data.metadata["env_id"])
-        self.observation_space, self.action_space = env.observation_space, env.action_space
-        env.close()
+    def __init__(self, data: OfflineData, normalize: bool, stats: dict[str, Any] | None = None):
+        """`stats` (from `stats()`) reuses a saved model's normalization instead of this dataset's."""
+        self.observation_space, self.action_space = dataset_spaces(data)
         obs = data.observations
-        self.mean = obs.mean(0) if normalize else torch.zeros(obs.shape[1])
-        self.std = obs.std(0).clamp(min=1e-3) if normalize else torch.ones(obs.shape[1])
+        if stats is not None:
+            self.mean, self.std = stats["mean"], stats["std"]
+        else:
+            self.mean = obs.mean(0) if normalize else torch.zeros(obs.shape[1])
+            self.std = obs.std(0).clamp(min=1e-3) if normalize else torch.ones(obs.shape[1])
         actions = data.actions
         self.scaler = None if data.discrete else ActionScaler(self.action_space)
         if self.scaler is not None:
@@ -67,6 +89,9 @@ class Prepared:
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.mean) / self.std
+
+    def stats(self) -> dict[str, Any]:
+        return {"mean": self.mean.clone(), "std": self.std.clone()}
 
 
 def return_spread_scale(prepared: Prepared, enabled: bool) -> float:
@@ -145,17 +170,12 @@ def open_data(dataset: str | Path | OfflineData) -> OfflineData:
     return load_dataset(dataset)
 
 
-def train_offline(algo_cls: type, cfg: OfflineConfig, *, env_id: str | Path | OfflineData, seed: int = 0,
-                  steps: int = 10_000, run: RunDir | None = None, max_seconds: float | None = None,
-                  progress: bool | None = None, evals: int = 10, eval_episodes: int = 10, checkpoints: int = 5,
-                  sampler: Callable[[OfflineData, int, int], Any] | None = None,
-                  callbacks: tuple[Callable, ...] = ()) -> dict[str, Any]:
-    """`steps` gradient steps on the dataset `env_id` (a dataset file or loaded data)."""
-    if steps <= 0:
-        raise ConfigError(f"steps = {steps} is not allowed: must be > 0 gradient steps")
-    data = open_data(env_id)
+def prepare_offline(algo_cls: type, cfg: OfflineConfig, data: OfflineData, seed: int,
+                    sampler: Callable[[OfflineData, int, int], Any] | None = None,
+                    stats: dict[str, Any] | None = None) -> tuple[Prepared, Any, OfflineSource]:
+    """(the prepared dataset, the algorithm, its batch source): everything before the loop."""
     seed_everything(seed)
-    prepared = Prepared(data, cfg.normalize_states)
+    prepared = Prepared(data, cfg.normalize_states, stats)
     algo = algo_cls(prepared, cfg)
     own = algo.make_sampler(prepared.data, seed) if hasattr(algo, "make_sampler") else None
     if sampler is not None:  # a caller's sampler wins over the config's and the algorithm's
@@ -167,21 +187,51 @@ def train_offline(algo_cls: type, cfg: OfflineConfig, *, env_id: str | Path | Of
         chosen = SAMPLERS.get(cfg.sampler)(prepared.data, cfg.batch_size, seed, cfg)
     else:
         chosen = own if own is not None else UniformTransitions(prepared.data, cfg.batch_size, seed)
-    source = OfflineSource(chosen)
-    if run is not None:
-        run.save_config(cfg, algo=algo.name, dataset=str(data.metadata.get("name", env_id)), seed=seed, steps=steps)
+    return prepared, algo, OfflineSource(chosen)
+
+
+def fit_offline(algo: Any, source: OfflineSource, prepared: Prepared, steps: int, *, eval_env: Any, seed: int,
+                run: RunDir | None = None, max_seconds: float | None = None, progress: bool | None = None,
+                evals: int = 10, eval_episodes: int = 10, checkpoints: int = 5,
+                callbacks: tuple[Callable, ...] = ()) -> dict[str, Any]:
+    """`steps` gradient steps; evaluation only with an `eval_env`, normalized scores only with reference scores."""
     policy = EnvPolicy(algo, prepared)
-    env_id_eval = data.metadata["env_id"]
+    data = prepared.raw
 
     def evaluate(_: Any) -> dict[str, float]:
-        result = evaluate_policy(policy, env_id_eval, eval_episodes, seed=10_000 + 100 * seed)
-        result["normalized_score"] = float(data.normalized_score(result["return"]))
+        result = evaluate_policy(policy, eval_env, eval_episodes, seed=10_000 + 100 * seed)
+        if data.has_reference_scores:
+            result["normalized_score"] = float(data.normalized_score(result["return"]))
         return result
 
     trainer_cfg = TrainerConfig(max_steps=steps, max_seconds=max_seconds, log_every=max(steps // 100, 1),
                                 eval_every=max(steps // evals, 1) if evals > 0 else 0,
                                 checkpoint_every=max(steps // checkpoints, 1) if checkpoints > 0 else 0,
                                 progress=progress)
-    summary = Trainer(algo, source, trainer_cfg, run, evaluate if eval_episodes > 0 else None, callbacks).fit()
+    evaluating = eval_env is not None and eval_episodes > 0
+    summary = Trainer(algo, source, trainer_cfg, run, evaluate if evaluating else None, callbacks).fit()
     summary.update(algorithm=algo, policy=policy)
     return summary
+
+
+def check_steps(steps: Any) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+        raise ConfigError(f"steps = {steps!r} is not allowed: must be an integer > 0 gradient steps")
+    return steps
+
+
+def train_offline(algo_cls: type, cfg: OfflineConfig, *, env_id: str | Path | OfflineData, seed: int = 0,
+                  steps: int = 10_000, run: RunDir | None = None, max_seconds: float | None = None,
+                  progress: bool | None = None, evals: int = 10, eval_episodes: int = 10, checkpoints: int = 5,
+                  sampler: Callable[[OfflineData, int, int], Any] | None = None,
+                  callbacks: tuple[Callable, ...] = ()) -> dict[str, Any]:
+    """`steps` gradient steps on the dataset `env_id` (a dataset file or loaded data), evaluated in the env
+    its metadata names (none: no evaluation)."""
+    check_steps(steps)
+    data = open_data(env_id)
+    prepared, algo, source = prepare_offline(algo_cls, cfg, data, seed, sampler)
+    if run is not None:
+        run.save_config(cfg, algo=algo.name, dataset=str(data.metadata.get("name", env_id)), seed=seed, steps=steps)
+    return fit_offline(algo, source, prepared, steps, eval_env=data.metadata.get("env_id"), seed=seed, run=run,
+                       max_seconds=max_seconds, progress=progress, evals=evals, eval_episodes=eval_episodes,
+                       checkpoints=checkpoints, callbacks=callbacks)

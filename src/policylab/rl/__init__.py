@@ -33,3 +33,7 @@ ALGORITHMS.add("iwocs", AlgorithmSpec("iwocs", IWOCSConfig, train_iwocs, "increm
 
 __all__ = ["DQN", "DQNConfig", "MDPO", "MDPOConfig", "MDPOOff", "MDPOOffConfig", "PPO", "PPOConfig", "SAC",
            "SACConfig", "TD3", "TD3Config", "load_policy", "save_policy", "train_online"]
+
+from policylab.rl import api  # noqa: E402  (after the registrations it reads)
+
+__all__ += ["api"]

@@ -16,11 +16,7 @@ class ReplayBuffer:
     FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int):
-        needed = 4 * capacity * (2 * obs_dim + act_dim + 3)  # float32 fields: obs, next_obs, actions, 3 scalars
-        if needed > MAX_BUFFER_BYTES:
-            raise ConfigError(f"a replay buffer of {capacity:,} transitions of {obs_dim}-dimensional observations "
-                              f"needs {needed / 2**30:.1f} GiB: the most allowed is {MAX_BUFFER_BYTES / 2**30:.0f} "
-                              "GiB (lower buffer_size)")
+        _check_memory(capacity, obs_dim, act_dim)
         self.capacity, self.size, self.ptr = capacity, 0, 0
         self.data = {
             "obs": torch.zeros(capacity, obs_dim),
@@ -45,6 +41,20 @@ class ReplayBuffer:
         self.ptr = (self.ptr + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
+    def grow(self, capacity: int) -> None:
+        """Raise the capacity (a later `learn` call), keeping every stored transition in its slot.
+
+        A buffer that wrapped already is full at its old capacity and stays as it is: moving its slots
+        would change which transitions the ring overwrites next."""
+        if capacity <= self.capacity or self.size == self.capacity:
+            return
+        _check_memory(capacity, self.data["obs"].shape[1], self.data["actions"].shape[1])
+        for key, value in self.data.items():
+            bigger = torch.zeros((capacity, *value.shape[1:]), dtype=value.dtype)
+            bigger[: self.size] = value[: self.size]
+            self.data[key] = bigger
+        self.capacity = capacity
+
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         idx = torch.randint(0, self.size, (batch_size,))
         return {key: value[idx] for key, value in self.data.items()}
@@ -57,3 +67,11 @@ class ReplayBuffer:
         self.size, self.ptr = state["size"], state["ptr"]
         for key, value in state["data"].items():
             self.data[key][: self.size] = value
+
+
+def _check_memory(capacity: int, obs_dim: int, act_dim: int) -> None:
+    needed = 4 * capacity * (2 * obs_dim + act_dim + 3)  # float32 fields: obs, next_obs, actions, 3 scalars
+    if needed > MAX_BUFFER_BYTES:
+        raise ConfigError(f"a replay buffer of {capacity:,} transitions of {obs_dim}-dimensional observations "
+                          f"needs {needed / 2**30:.1f} GiB: the most allowed is {MAX_BUFFER_BYTES / 2**30:.0f} "
+                          "GiB (lower buffer_size)")

@@ -1,0 +1,188 @@
+"""The Python face of online RL, in Stable-Baselines3's shape.
+
+    agent = policylab.PPO("CartPole-v1", seed=0, lr=1e-3)   # an id, a gymnasium.Env, a factory or a SyncVectorEnv
+    agent.learn(100_000)                                    # environment steps
+    action = agent.predict(obs)                             # one observation or a batch
+    agent.save("ppo.pt"); agent = policylab.PPO.load("ppo.pt")   # no env needed to act
+
+Config fields are keyword arguments (each algorithm's config dataclass lists them, with its paper's
+defaults). `learn` runs `rl.train.fit_online`, the loop the CLI and the experiments use, so
+`PPO(env, seed=s, **fields).learn(n)` gives bitwise the result of `policylab train ppo --steps n --seed s`
+(`tests/api/test_online_api.py` checks it). Differences from SB3 a user should know:
+- `predict` returns the action only, not SB3's (action, state) pair;
+- `learn` evaluates only when given `eval_env`, and checkpoints (and resumes a killed run exactly) only
+  when given `run_dir`;
+- a second `learn` call continues training; schedules (PPO's annealed lr or clip, MDPO's step size) are
+  stretched over the steps of all calls so far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from policylab.core.config import from_dict, validate
+from policylab.core.errors import ConfigError
+from policylab.core.plugins import load_plugins
+from policylab.core.registry import ALGORITHMS
+from policylab.core.run import RunDir
+from policylab.core.seeding import check_seed, seed_everything
+from policylab.envs.factory import EnvLike, describe_env
+from policylab.envs.spaces import observation_batch
+from policylab.envs.vector import VectorEnv
+from policylab.rl.policy_io import read_policy, save_policy
+from policylab.rl.train import fit_online, is_on_policy, make_collector, online_updates
+
+Callback = Callable[[str, int, Any], "bool | None"]
+
+
+class OnlineAgent:
+    """An online algorithm bound to an environment: `learn`, `predict`, `save`, `load`."""
+
+    algorithm: ClassVar[str] = ""
+    """The registry name of the algorithm (ALGORITHMS)."""
+
+    def __init__(self, env: EnvLike | gym.vector.VectorEnv, *, seed: int = 0, **config: Any):
+        spec = _spec(self.algorithm)
+        if isinstance(env, gym.vector.VectorEnv):
+            config.setdefault("num_envs", env.num_envs)
+        self.cfg = validate(from_dict(spec.config, config, source=type(self).__name__))
+        self.seed = check_seed(seed)
+        self.env_name = describe_env(env)
+        seed_everything(self.seed)
+        self.envs: VectorEnv | None = VectorEnv(env, self.cfg.num_envs, self.seed)
+        self.observation_space = self.envs.single_observation_space
+        self.action_space = self.envs.single_action_space
+        self.algo = spec.algorithm(self.observation_space, self.action_space, self.cfg, total_updates=None)
+        self.source: Any = None
+        self.num_timesteps = 0
+        """Environment steps taken by `learn` so far."""
+        self.last_summary: dict[str, Any] = {}
+
+    # -- training -----------------------------------------------------------------------------
+    def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None, *,
+              eval_env: EnvLike | None = None, eval_episodes: int = 10, evals: int = 10,
+              run_dir: str | Path | None = None, checkpoints: int = 10, fresh: bool = False,
+              max_seconds: float | None = None, progress: bool | None = None) -> OnlineAgent:
+        """Train for `total_steps` more environment steps; returns the agent.
+
+        callback(event, update, trainer) is called on "log", "eval", "checkpoint" and "end"
+        (`trainer.last_log`, `trainer.last_eval` hold the numbers); returning False stops the run.
+        `run_dir` keeps config, metrics.jsonl, summary and checkpoints there; a rerun resumes a killed run
+        exactly, and `fresh=True` starts over."""
+        if self.envs is None:
+            raise ConfigError(f"{type(self).__name__}.learn: this agent was loaded without an environment; "
+                              "call set_env(env) first")
+        updates = online_updates(self.cfg, total_steps, warm=bool(getattr(self.source, "warm", False)))
+        if self.source is None:
+            self.source = make_collector(self.cfg, self.envs, total_steps)
+        else:
+            self._extend(total_steps)
+        if hasattr(self.algo, "total_updates"):
+            self.algo.total_updates = (self.algo.total_updates or 0) + updates
+        run = None
+        if run_dir is not None:
+            run = RunDir.at(run_dir)
+            if fresh:
+                run.clear()
+            run.save_config(self.cfg, algo=self.algo.name, env_id=self.env_name, seed=self.seed, steps=total_steps)
+        callbacks = () if callback is None else tuple(callback) if isinstance(callback, Sequence) else (callback,)
+        self.last_summary = fit_online(self.algo, self.source, updates, eval_env=eval_env, seed=self.seed, run=run,
+                                       max_seconds=max_seconds, eval_episodes=eval_episodes, evals=evals,
+                                       checkpoints=checkpoints if run is not None else 0, progress=progress,
+                                       callbacks=callbacks)
+        self.num_timesteps = self.source.env_steps
+        return self
+
+    def _extend(self, total_steps: int) -> None:
+        """A later `learn` call: let the replay buffer grow towards buffer_size for the new steps."""
+        if not is_on_policy(self.cfg):
+            buffer = self.source.buffer
+            buffer.grow(min(self.cfg.buffer_size, buffer.capacity + total_steps + self.cfg.num_envs))
+
+    def set_env(self, env: EnvLike | gym.vector.VectorEnv) -> None:
+        """Attach an environment (a loaded agent has none); its spaces must be the agent's."""
+        if isinstance(env, gym.vector.VectorEnv) and env.num_envs != self.cfg.num_envs:
+            raise ConfigError(f"env: a vector env of {env.num_envs} envs does not fit num_envs = {self.cfg.num_envs}")
+        envs = VectorEnv(env, self.cfg.num_envs, self.seed)
+        for what, mine, theirs in (("observation", self.observation_space, envs.single_observation_space),
+                                   ("action", self.action_space, envs.single_action_space)):
+            if mine != theirs:
+                envs.close()
+                raise ConfigError(f"env: its {what} space {theirs} is not the agent's {mine}")
+        self.envs, self.env_name, self.source = envs, describe_env(env), None
+
+    # -- acting -------------------------------------------------------------------------------
+    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """The action for one observation, or [n] actions for a batch of n (the env's action units)."""
+        batch, single = observation_batch(obs, self.observation_space)
+        actions = np.asarray(self.algo.act(batch, deterministic))
+        return actions[0] if single else actions
+
+    # -- files --------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """One file with config, spaces and weights (optimizers included); written atomically."""
+        return save_policy(self.algo, self.env_name, path, self.observation_space, self.action_space)
+
+    @classmethod
+    def load(cls, path: str | Path, env: EnvLike | gym.vector.VectorEnv | None = None, *,
+             seed: int = 0) -> OnlineAgent:
+        """The agent saved at `path`; it acts with no env, and `env` (or a later `set_env`) lets it learn on."""
+        algo, obs_space, act_space, state = read_policy(path, cls.algorithm or None)
+        agent_cls = cls if cls.algorithm else agent_class(algo.name)
+        agent = agent_cls.__new__(agent_cls)
+        agent.cfg, agent.algo, agent.seed = algo.cfg, algo, check_seed(seed)
+        agent.observation_space, agent.action_space = obs_space, act_space
+        agent.env_name, agent.envs, agent.source = state.get("env_id", ""), None, None
+        agent.num_timesteps, agent.last_summary = 0, {}
+        if env is not None:
+            agent.set_env(env)
+        return agent
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.env_name!r}, seed={self.seed})"
+
+
+def _spec(name: str):
+    if not name:
+        raise ConfigError("OnlineAgent is abstract: use PPO, SAC, ... or agent_class(name)")
+    load_plugins()  # an installed package's algorithm is known by name too
+    spec = ALGORITHMS.get(name)
+    if spec.pillar != "rl" or spec.algorithm is None:
+        raise ConfigError(f"algorithm '{name}' is not an online algorithm with a registered class "
+                          f"(pillar {spec.pillar}); online ones: {', '.join(online_algorithms())}")
+    return spec
+
+
+def online_algorithms() -> list[str]:
+    return [n for n in ALGORITHMS.names() if ALGORITHMS.get(n).pillar == "rl" and ALGORITHMS.get(n).algorithm]
+
+
+_CLASSES: dict[str, type[OnlineAgent]] = {}
+
+
+def agent_class(name: str) -> type[OnlineAgent]:
+    """The API class of a registered online algorithm, built on first use for one without its own
+    (a plugin's or a user's algorithm: `agent_class("a2c")("CartPole-v1").learn(10_000)`)."""
+    if name not in _CLASSES:
+        _spec(name)
+        _CLASSES[name] = type(name.upper(), (OnlineAgent,), {"algorithm": name, "__module__": __name__})
+    return _CLASSES[name]
+
+
+def _public(name: str, cls_name: str, doc: str) -> type[OnlineAgent]:
+    cls = type(cls_name, (OnlineAgent,), {"algorithm": name, "__doc__": doc, "__module__": __name__})
+    _CLASSES[name] = cls
+    return cls
+
+
+PPO = _public("ppo", "PPO", "PPO (Schulman et al. 2017) on your env; config fields: `policylab.rl.PPOConfig`.")
+MDPO = _public("mdpo", "MDPO", "On-policy MDPO (Tomar et al. 2022); config fields: `policylab.rl.MDPOConfig`.")
+MDPOOff = _public("mdpo_off", "MDPOOff", "Off-policy MDPO; config fields: `policylab.rl.MDPOOffConfig`.")
+SAC = _public("sac", "SAC", "SAC (Haarnoja et al. 2018); config fields: `policylab.rl.SACConfig`.")
+TD3 = _public("td3", "TD3", "TD3 (Fujimoto et al. 2018); config fields: `policylab.rl.TD3Config`.")
+DQN = _public("dqn", "DQN", "Double DQN (van Hasselt et al. 2016); config fields: `policylab.rl.DQNConfig`.")
