@@ -53,3 +53,8 @@ print("ok")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok")
+
+
+def test_the_plugin_example_package_holds_the_docs_example():
+    plugin = DOC.parents[1] / "examples" / "policylab-a2c" / "src" / "policylab_a2c" / "__init__.py"
+    assert plugin.read_text() == example_code()

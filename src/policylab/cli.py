@@ -20,12 +20,40 @@ console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=True)
 
 
 def load_registries() -> None:
-    """Import the packages whose modules register algorithms, environments and experiments."""
+    """Import the packages whose modules register algorithms, environments and experiments, then plugins."""
     import policylab.catalog  # noqa: F401
     import policylab.experiments  # noqa: F401
     import policylab.lm  # noqa: F401
     import policylab.offline  # noqa: F401
     import policylab.rl  # noqa: F401
+    from policylab.core.plugins import load_plugins
+
+    load_plugins()
+
+
+RUN_SPEC_KEYS = ("algo", "env", "task", "dataset", "steps", "seed", "seconds", "run_name", "runs_root", "config",
+                 "evals", "eval_episodes", "checkpoints")
+"""What a run spec file holds (a YAML/JSON file with an `algo` key); `config` maps the algorithm's fields."""
+SCHEDULE_KEYS = ("evals", "eval_episodes", "checkpoints")
+
+
+def _read_run_spec(path: str) -> tuple[dict, dict]:
+    """(run settings, algorithm field overrides) from --config: a run spec (it has `algo`) or, as before, a
+    mapping of algorithm fields only."""
+    from policylab.core.config import load_overrides
+
+    raw = load_overrides(path)
+    if "algo" not in raw:
+        return {}, raw
+    unknown = [k for k in raw if k not in RUN_SPEC_KEYS]
+    if unknown:
+        raise PolicylabError(f"run spec {path}: unknown key {unknown[0]!r}; a run spec holds "
+                             f"{', '.join(RUN_SPEC_KEYS)} (algorithm fields go under config:)")
+    fields = raw.get("config") or {}
+    if not isinstance(fields, dict):
+        raise PolicylabError(f"run spec {path}: config must be a mapping of algorithm fields, got "
+                             f"{type(fields).__name__}")
+    return {k: v for k, v in raw.items() if k != "config"}, fields
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -55,13 +83,19 @@ def _list(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, rest: list[str]) -> int:
     import tyro
 
-    from policylab.core.config import from_dict, load_overrides, validate, validation_deferred
+    from policylab.core.config import from_dict, validate, validation_deferred
     from policylab.core.registry import ALGORITHMS
     from policylab.core.run import RunDir
     from policylab.core.seeding import check_seed, set_threads
     from policylab.envs.factory import check_env_id
 
     _refuse_empty(args, "env", "task", "dataset", "run_name", "config", "runs_root")
+    settings, overrides = _read_run_spec(args.config) if args.config else ({}, {})
+    for key in ("algo", "env", "task", "dataset", "steps", "seed", "seconds", "run_name", "runs_root"):
+        if getattr(args, key) is None and key in settings:  # flags override the file
+            setattr(args, key, settings[key])
+    args.seed = 0 if args.seed is None else args.seed
+    args.runs_root = args.runs_root or "runs"
     if args.help or not args.algo:
         print(args.train_help)
         if not args.algo:
@@ -114,17 +148,42 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
         raise PolicylabError(f"--seconds = {args.seconds} is not allowed: must be > 0")
     check_seed(args.seed, "--seed")
     _refuse_unknown_flags(spec.config, rest, args.algo)
+    schedule = {k: settings[k] for k in SCHEDULE_KEYS if k in settings}
+    if schedule:
+        import inspect
+
+        accepted = inspect.signature(spec.train).parameters
+        refused = [k for k in schedule if k not in accepted]
+        if refused:
+            raise PolicylabError(f"run spec {args.config}: {args.algo} takes no {refused[0]!r} (its trainer accepts "
+                                 f"{', '.join(k for k in SCHEDULE_KEYS if k in accepted) or 'none of them'})")
+        for key, value in schedule.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise PolicylabError(f"run spec {args.config}: {key} = {value!r} is not allowed: must be an integer "
+                                     ">= 0")
     base = spec.config()
-    if args.config:
-        base = from_dict(spec.config, load_overrides(args.config), base=base, source=args.config)
+    if overrides:
+        base = from_dict(spec.config, overrides, base=base, source=args.config)
     with validation_deferred():  # tyro would wrap our one-line error in a panel
         cfg = _parse_config_flags(tyro, spec.config, rest, base, args.algo)
     cfg = validate(cfg)
     set_threads()
     name = args.run_name or f"{args.algo}-{Path(env_id).stem if spec.pillar == 'offline' else env_id}"
     run = RunDir(args.runs_root, name, "main", args.seed)
+    if args.fresh:
+        run.clear()
+    from policylab.core.atomic import atomic_write_json
+    from policylab.core.config import to_dict
+
+    if spec.pillar == "offline":
+        where = {"dataset": args.dataset or spec.default_env}
+    else:
+        where = {"task" if spec.pillar == "lm" and not multiturn else "env": env_id}
+    resolved = {"algo": args.algo, **where, "steps": steps, "seed": args.seed, "seconds": args.seconds,
+                "run_name": name, "runs_root": args.runs_root, **schedule, "config": _jsonable(to_dict(cfg))}
+    atomic_write_json(run.path / "run.json", {k: v for k, v in resolved.items() if v is not None})
     summary = spec.train(cfg, env_id=env_id, seed=args.seed, steps=steps, run=run,
-                         max_seconds=args.seconds, progress=None)
+                         max_seconds=args.seconds, progress=None, **schedule)
     table = Table("", "value", title=f"{args.algo} on {env_id}, seed {args.seed}")
     table.add_row("updates", str(summary["steps"]))
     if "env_steps" in summary:
@@ -138,6 +197,11 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
     table.add_row("run directory", str(run.path))
     console.print(table)
     return 0
+
+
+def _jsonable(values: dict) -> dict:
+    """Config values as JSON writes them back (tuples as lists), so a run spec file can hold them."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 def _refuse_empty(args: argparse.Namespace, *names: str) -> None:
@@ -384,10 +448,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=None, help="task or task mix for language-model algorithms (default: mix)")
     p.add_argument("--dataset", default=None, help="dataset name or file for offline algorithms (built when missing)")
     p.add_argument("--seconds", type=float, default=None, help="optional wall-clock budget")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--run-name", default=None)
-    p.add_argument("--runs-root", default="runs")
-    p.add_argument("--config", default=None, help="JSON or YAML file of config overrides")
+    p.add_argument("--runs-root", default=None, help="where run directories go (default runs)")
+    p.add_argument("--config", default=None,
+                   help="a run spec (YAML/JSON with algo, env or dataset, steps, seed, evals, checkpoints and "
+                        "config: {fields}; each run writes its own as run.json) or a file of config fields only")
+    p.add_argument("--fresh", action="store_true", help="start the run over instead of resuming or reporting it")
     p = sub.add_parser("run", help="run an experiment (claim check) and write its report")
     p.add_argument("experiment", nargs="?")
     p.add_argument("--all-claims", action="store_true", help="run every registered claim check")
