@@ -55,7 +55,8 @@ class Reach(gym.Env):
 
 
 class DictObs(gym.Env):
-    observation_space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (2,)), "b": gym.spaces.Discrete(3)})
+    observation_space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (2,)),
+                                         "b": gym.spaces.Graph(gym.spaces.Box(0, 1, (2,)), None)})
     action_space = gym.spaces.Discrete(2)
 
     def reset(self, *, seed=None, options=None):
@@ -63,3 +64,66 @@ class DictObs(gym.Env):
 
     def step(self, action):
         return self.observation_space.sample(), 0.0, False, True, {}
+
+
+class MatchMode(gym.Env):
+    """Dict observations: a noise vector and a Discrete mode; reward 1 when the action equals the mode."""
+
+    observation_space = gym.spaces.Dict({"noise": gym.spaces.Box(-1.0, 1.0, (3,), np.float32),
+                                         "mode": gym.spaces.Discrete(2)})
+    action_space = gym.spaces.Discrete(2)
+
+    def _obs(self):
+        self.mode = int(self.np_random.integers(2))
+        return {"noise": self.np_random.uniform(-1, 1, 3).astype(np.float32), "mode": self.mode}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        reward = float(int(action) == self.mode)
+        self.t += 1
+        return self._obs(), reward, False, self.t >= 10, {}
+
+
+class BrightSide(gym.Env):
+    """8 x 8 grey images with one bright pixel; reward 1 for the action naming its half (left 0, right 1)."""
+
+    observation_space = gym.spaces.Box(0, 255, (1, 8, 8), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def _obs(self):
+        image = np.full((1, 8, 8), 40, np.uint8)
+        row, col = self.np_random.integers(8), self.np_random.integers(8)
+        image[0, row, col] = 255
+        self.side = int(col >= 4)
+        return image
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        reward = float(int(action) == self.side)
+        self.t += 1
+        return self._obs(), reward, False, self.t >= 10, {}
+
+
+class Scaled(gym.Env):
+    """Pendulum with observations multiplied by 1000, the case a running normalizer is for."""
+
+    def __init__(self):
+        self.inner = gym.make("Pendulum-v1")
+        self.observation_space = gym.spaces.Box(-8000.0, 8000.0, (3,), np.float32)
+        self.action_space = self.inner.action_space
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = self.inner.reset(seed=seed)
+        return (obs * 1000).astype(np.float32), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.inner.step(action)
+        return (obs * 1000).astype(np.float32), reward, terminated, truncated, info

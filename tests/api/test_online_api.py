@@ -182,8 +182,8 @@ def test_learn_twice_continues_and_a_callback_can_stop_it():
 def test_bad_envs_and_configs_get_one_line():
     with pytest.raises(ConfigError, match="instance cannot be copied into a second environment.*pass a factory"):
         policylab.PPO(GoLeft(), num_envs=2)
-    with pytest.raises(ConfigError, match=r"observation space Dict\(.*\) is not supported"):
-        policylab.PPO(DictObs, num_envs=1)
+    with pytest.raises(ConfigError, match=r"observation space Dict\(.*\) is not supported \(key 'b'\)"):
+        policylab.PPO(DictObs, num_envs=1)  # a Dict of a Box and a Graph space
     with pytest.raises(ConfigError, match=r"PPOConfig.lr = -1.0 is not allowed"):
         policylab.PPO("CartPole-v1", lr=-1.0)
     with pytest.raises(Exception, match="unknown environment 'CartPol-v1'"):

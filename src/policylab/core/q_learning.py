@@ -23,8 +23,12 @@ class DiscreteQ:
 
     parts = ("q", "q_target", "opt")
 
-    def __init__(self, n_obs: int, n_actions: int, hidden: Sequence[int], lr: float, target_every: int):
+    def __init__(self, n_obs: int, n_actions: int, hidden: Sequence[int], lr: float, target_every: int,
+                 encoder: torch.nn.Module | None = None):
+        """`encoder` (e.g. a CNN giving `n_obs` features) becomes the first layer of the Q-network."""
         self.q = mlp(n_obs, n_actions, hidden)
+        if encoder is not None:
+            self.q = torch.nn.Sequential(encoder, self.q)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.opt = adam(self.q.parameters(), lr)
         self.target_every = target_every

@@ -14,6 +14,7 @@ import gymnasium
 import numpy as np
 
 from policylab.core.errors import ConfigError
+from policylab.envs.encoders import flatten_observation, is_flat_box
 from policylab.envs.factory import EnvLike, env_maker
 
 
@@ -49,7 +50,9 @@ def run_episodes(agent: Actor, envs: list[gymnasium.Env], seeds: list[int], dete
                  ) -> tuple[np.ndarray, int]:
     """(returns [len(envs)], env steps taken): one episode per env, env i reset with seeds[i], all live
     episodes stepped as one batch, the agent's reset / observe hooks called as the module says."""
-    obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds, strict=True)])
+    space = envs[0].observation_space
+    row = (lambda o: o) if is_flat_box(space) else (lambda o: flatten_observation(space, o))  # agents take flat rows
+    obs = np.stack([row(env.reset(seed=int(s))[0]) for env, s in zip(envs, seeds, strict=True)])
     returns = np.zeros(len(envs))
     running = np.ones(len(envs), dtype=bool)
     steps = 0
@@ -61,7 +64,8 @@ def run_episodes(agent: Actor, envs: list[gymnasium.Env], seeds: list[int], dete
         actions = agent.act(obs[live], deterministic)
         rewards = np.zeros(len(live))
         for j, i in enumerate(live):
-            obs[i], rewards[j], terminated, truncated, _ = envs[i].step(actions[j])
+            o, rewards[j], terminated, truncated, _ = envs[i].step(actions[j])
+            obs[i] = row(o)
             returns[i] += rewards[j]
             running[i] = not (terminated or truncated)
         if observe is not None:

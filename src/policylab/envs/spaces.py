@@ -9,9 +9,15 @@ from policylab.core.errors import ConfigError
 
 
 def obs_dim(space: gym.Space) -> int:
-    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-        raise ConfigError(f"observation space {space} is not supported: expected a flat Box")
-    return int(space.shape[0])
+    """The length of a flattened observation (`envs.encoders`); image spaces need an encoder instead."""
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return int(space.shape[0])
+    from policylab.envs.encoders import ObservationEncoder, flat_dim
+
+    if ObservationEncoder(space).has_images:
+        raise ConfigError(f"observation space {space} holds images: this algorithm has no image encoder "
+                          "(PPO, MDPO and DQN have one)")
+    return flat_dim(space)
 
 
 def is_discrete(space: gym.Space) -> bool:
@@ -47,33 +53,24 @@ class ActionScaler:
 
 
 def space_to_dict(space: gym.Space) -> dict:
-    """A plain description of a Box or Discrete space (lists and numbers), so that a saved policy file
+    """A plain description of a Box, Discrete or Dict space (lists and numbers), so that a saved policy file
     loads with `weights_only=True` and needs neither the env nor its code."""
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, gym.spaces.Box):
         return {"type": "Box", "low": space.low.tolist(), "high": space.high.tolist(), "dtype": str(space.dtype)}
-    raise ConfigError(f"space {space} cannot be saved: expected a Box or Discrete space")
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "keys": list(space.spaces), "spaces": [space_to_dict(s) for s in space.spaces.values()]}
+    raise ConfigError(f"space {space} cannot be saved: expected a Box, a Discrete or a Dict of them")
 
 
 def space_from_dict(description: dict) -> gym.Space:
+    if description["type"] == "Dict":  # key order kept: it is the order of the flattened row
+        from collections import OrderedDict  # a plain dict would be re-sorted by key
+
+        return gym.spaces.Dict(OrderedDict((k, space_from_dict(s)) for k, s in zip(description["keys"],
+                                                                                  description["spaces"])))
     if description["type"] == "Discrete":
         return gym.spaces.Discrete(description["n"], start=description["start"])
     dtype = np.dtype(description["dtype"])
     return gym.spaces.Box(np.asarray(description["low"], dtype), np.asarray(description["high"], dtype), dtype=dtype)
-
-
-def observation_batch(obs: object, space: gym.Space, field: str = "obs") -> tuple[np.ndarray, bool]:
-    """(a [batch, *shape] float32 array, whether `obs` was one observation) for a Box observation space;
-    anything else is refused with one line naming the shape given and the shapes allowed."""
-    try:
-        array = np.asarray(obs, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{field}: cannot read it as an array of numbers ({err})") from None
-    shape = tuple(space.shape)
-    if array.shape == shape:
-        return array[None], True
-    if array.ndim == len(shape) + 1 and array.shape[1:] == shape:
-        return array, False
-    raise ConfigError(f"{field} has shape {array.shape}: expected one observation of shape {shape} or a batch of "
-                      f"shape (n, {', '.join(map(str, shape))})")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from policylab.core.errors import ConfigError
+from policylab.envs.encoders import check_observation_space, flatten_observation, is_flat_box
 from policylab.envs.factory import EnvLike, describe_env, env_maker, make_env
 
 
@@ -95,11 +96,17 @@ class VectorEnv:
         self.seed = seed
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
-        self.obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(self.envs)])
+        check_observation_space(self.single_observation_space)
+        self._flat = is_flat_box(self.single_observation_space)
+        """Flat Box observations are kept as the env returns them; any other space is flattened to float32."""
+        self.obs = np.stack([self._row(env.reset(seed=seed + i)[0]) for i, env in enumerate(self.envs)])
         self._returns = np.zeros(num_envs)
         self._lengths = np.zeros(num_envs, dtype=np.int64)
         self.finished_returns: list[float] = []
         self.finished_lengths: list[int] = []
+
+    def _row(self, obs: object) -> np.ndarray:
+        return obs if self._flat else flatten_observation(self.single_observation_space, obs)
 
     def step(self, actions: np.ndarray):
         """Returns (obs, rewards, terminated, truncated, final_obs)."""
@@ -110,6 +117,7 @@ class VectorEnv:
         truncated = np.empty(self.num_envs, dtype=bool)
         for i, env in enumerate(self.envs):
             o, r, term, trunc, _ = env.step(actions[i])
+            o = self._row(o)
             final_obs[i] = o
             rewards[i], terminated[i], truncated[i] = r, term, trunc
             self._returns[i] += r
@@ -118,7 +126,7 @@ class VectorEnv:
                 self.finished_returns.append(float(self._returns[i]))
                 self.finished_lengths.append(int(self._lengths[i]))
                 self._returns[i], self._lengths[i] = 0.0, 0
-                o, _ = env.reset()
+                o = self._row(env.reset()[0])
             obs[i] = o
         self.obs = obs
         return obs, rewards, terminated, truncated, final_obs
@@ -162,7 +170,8 @@ class VectorEnv:
         self.obs, self._returns, self._lengths = data["obs"], data["returns"], data["lengths"]
         for i, blob in enumerate(data["envs"]):
             if blob is None:  # not picklable: keep this process's env and start it on a fresh episode
-                self.obs[i] = self.envs[i].reset(seed=self.seed + i + 7919 * (len(data["finished"][0]) + 1))[0]
+                fresh_seed = self.seed + i + 7919 * (len(data["finished"][0]) + 1)
+                self.obs[i] = self._row(self.envs[i].reset(seed=fresh_seed)[0])
                 self._returns[i], self._lengths[i] = 0.0, 0
             else:
                 self.envs[i].close()

@@ -31,8 +31,9 @@ from policylab.core.plugins import load_plugins
 from policylab.core.registry import ALGORITHMS
 from policylab.core.run import RunDir
 from policylab.core.seeding import check_seed, seed_everything
+from policylab.core.tracking import logging_to
+from policylab.envs.encoders import flatten_batch
 from policylab.envs.factory import EnvLike, describe_env
-from policylab.envs.spaces import observation_batch
 from policylab.envs.vector import VectorEnv
 from policylab.rl.policy_io import read_policy, save_policy
 from policylab.rl.train import fit_online, is_on_policy, make_collector, online_updates
@@ -67,13 +68,15 @@ class OnlineAgent:
     def learn(self, total_steps: int, callback: Callback | Sequence[Callback] | None = None, *,
               eval_env: EnvLike | None = None, eval_episodes: int = 10, evals: int = 10,
               run_dir: str | Path | None = None, checkpoints: int = 10, fresh: bool = False,
-              max_seconds: float | None = None, progress: bool | None = None) -> OnlineAgent:
+              max_seconds: float | None = None, progress: bool | None = None,
+              log: str | Sequence[str] | None = None) -> OnlineAgent:
         """Train for `total_steps` more environment steps; returns the agent.
 
         callback(event, update, trainer) is called on "log", "eval", "checkpoint" and "end"
         (`trainer.last_log`, `trainer.last_eval` hold the numbers); returning False stops the run.
         `run_dir` keeps config, metrics.jsonl, summary and checkpoints there; a rerun resumes a killed run
-        exactly, and `fresh=True` starts over."""
+        exactly, and `fresh=True` starts over. `log` names the trackers beside metrics.jsonl ("tensorboard",
+        "wandb", "mlflow"; default: POLICYLAB_LOG, else TensorBoard when installed)."""
         if self.envs is None:
             raise ConfigError(f"{type(self).__name__}.learn: this agent was loaded without an environment; "
                               "call set_env(env) first")
@@ -91,10 +94,11 @@ class OnlineAgent:
                 run.clear()
             run.save_config(self.cfg, algo=self.algo.name, env_id=self.env_name, seed=self.seed, steps=total_steps)
         callbacks = () if callback is None else tuple(callback) if isinstance(callback, Sequence) else (callback,)
-        self.last_summary = fit_online(self.algo, self.source, updates, eval_env=eval_env, seed=self.seed, run=run,
-                                       max_seconds=max_seconds, eval_episodes=eval_episodes, evals=evals,
-                                       checkpoints=checkpoints if run is not None else 0, progress=progress,
-                                       callbacks=callbacks)
+        with logging_to(log):  # trackers beside JSONL: tensorboard, wandb, mlflow
+            self.last_summary = fit_online(self.algo, self.source, updates, eval_env=eval_env, seed=self.seed, run=run,
+                                           max_seconds=max_seconds, eval_episodes=eval_episodes, evals=evals,
+                                           checkpoints=checkpoints if run is not None else 0, progress=progress,
+                                           callbacks=callbacks)
         self.num_timesteps = self.source.env_steps
         return self
 
@@ -119,7 +123,7 @@ class OnlineAgent:
     # -- acting -------------------------------------------------------------------------------
     def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """The action for one observation, or [n] actions for a batch of n (the env's action units)."""
-        batch, single = observation_batch(obs, self.observation_space)
+        batch, single = flatten_batch(self.observation_space, obs)
         actions = np.asarray(self.algo.act(batch, deterministic))
         return actions[0] if single else actions
 

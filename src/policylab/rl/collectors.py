@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from policylab.core.config import Config, param
-from policylab.envs.spaces import ActionScaler, action_dim, is_discrete, obs_dim
+from policylab.envs.encoders import flat_dim
+from policylab.envs.spaces import ActionScaler, action_dim, is_discrete
 from policylab.envs.vector import VectorEnv
 from policylab.rl.buffer import ReplayBuffer
 
@@ -99,6 +100,8 @@ class ReplayConfig(Config):
     """Target-network Polyak rate."""
     hidden: tuple[int, ...] = param((256, 256), gt=0)
     """Hidden sizes of actor and critics."""
+    normalize_obs: bool = False
+    """Standardize observations with running statistics (SB3's VecNormalize; saved with the model)."""
 
 
 class ReplayCollector:
@@ -115,7 +118,7 @@ class ReplayCollector:
         self.discrete = is_discrete(space)
         self.act_dim = 1 if self.discrete else action_dim(space)
         self.scaler = None if self.discrete else ActionScaler(space)
-        self.buffer = ReplayBuffer(buffer_size, obs_dim(envs.single_observation_space), self.act_dim)
+        self.buffer = ReplayBuffer(buffer_size, flat_dim(envs.single_observation_space), self.act_dim)
         self.env_steps = 0
         self.warm = False
 

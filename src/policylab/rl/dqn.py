@@ -17,7 +17,8 @@ import torch
 from policylab.core.config import param
 from policylab.core.errors import ConfigError
 from policylab.core.q_learning import DiscreteQ
-from policylab.envs.spaces import is_discrete, obs_dim
+from policylab.envs.encoders import ObservationInput
+from policylab.envs.spaces import is_discrete
 from policylab.rl.collectors import ReplayConfig
 
 
@@ -43,7 +44,10 @@ class DQN:
             raise ConfigError(f"dqn needs a discrete action space, the environment has {act_space}")
         self.cfg = cfg
         self.n_actions = int(act_space.n)
-        self.learner = DiscreteQ(obs_dim(obs_space), self.n_actions, cfg.hidden, cfg.lr, cfg.target_every)
+        self.obs_in = ObservationInput(obs_space, cfg.normalize_obs, self.name)
+        # an image encoder sits inside the Q-network, so the target network gets its own copy of it
+        self.learner = DiscreteQ(self.obs_in.features, self.n_actions, cfg.hidden, cfg.lr, cfg.target_every,
+                                 encoder=self.obs_in.encoder if self.obs_in.encoder.has_images else None)
         self.generator = torch.Generator().manual_seed(int(torch.initial_seed()) % 2**31)
 
     def epsilon(self) -> float:
@@ -53,7 +57,8 @@ class DQN:
 
     @torch.no_grad()
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
-        greedy = self.learner.greedy(obs)
+        self.obs_in.observe(obs)  # merged after the next update
+        greedy = self.learner.greedy(self.obs_in(obs))
         random = torch.randint(self.n_actions, greedy.shape, generator=self.generator)
         take_random = torch.rand(greedy.shape, generator=self.generator) < self.epsilon()
         return torch.where(take_random, random, greedy)
@@ -61,17 +66,22 @@ class DQN:
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         obs_t = torch.as_tensor(obs, dtype=torch.float32)
-        return (self.learner.greedy(obs_t) if deterministic else self.explore(obs_t)).numpy()
+        return (self.learner.greedy(self.obs_in(obs_t)) if deterministic else self.explore(obs_t)).numpy()
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        loss, q_all = self.learner.td_loss(batch["obs"], batch["actions"].long().squeeze(-1), batch["rewards"],
-                                           batch["next_obs"], batch["terminated"], self.cfg.gamma)
+        loss, q_all = self.learner.td_loss(self.obs_in(batch["obs"]), batch["actions"].long().squeeze(-1),
+                                           batch["rewards"], self.obs_in(batch["next_obs"]), batch["terminated"],
+                                           self.cfg.gamma)
         self.learner.step(loss)
+        self.obs_in.commit()
         return {"loss/td": loss.detach(), "q": q_all.detach().max(-1).values.mean()}
 
     def state_dict(self) -> dict:
-        return {"learner": self.learner.state_dict(), "generator": self.generator.get_state()}
+        return {"learner": self.learner.state_dict(), "generator": self.generator.get_state(),
+                **({"obs_normalizer": s} if (s := self.obs_in.state_dict().get("obs_normalizer")) else {})}
 
     def load_state_dict(self, state: dict) -> None:
+        if self.obs_in.normalizer is not None:
+            self.obs_in.normalizer.load_state_dict(state["obs_normalizer"])
         self.learner.load_state_dict(state["learner"])
         self.generator.set_state(state["generator"])

@@ -100,6 +100,7 @@ class MDPO(PPO):
         self.updates += 1
         with torch.no_grad():
             entropy = self.entropy(self.dist(obs)).mean()
+        self.obs_in.commit()
         return {"loss/policy": policy_loss.detach(), "loss/value": torch.stack(value_losses).mean(),
                 "kl": kl.detach(), "kl_weight": torch.tensor(1.0 / t_k), "entropy": entropy, "lr": torch.tensor(lr)}
 

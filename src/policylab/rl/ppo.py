@@ -12,7 +12,8 @@ from torch import nn
 
 from policylab.core.config import Config, param
 from policylab.core.nn import CategoricalHead, EnsembleMLP, GaussianHead, adam
-from policylab.envs.spaces import action_dim, is_discrete, obs_dim
+from policylab.envs.encoders import ObservationInput
+from policylab.envs.spaces import action_dim, is_discrete
 from policylab.rl.returns import gae
 
 
@@ -50,6 +51,8 @@ class PPOConfig(Config):
     """Hidden sizes of the separate policy and value MLPs."""
     activation: str = param("tanh", choices=("tanh", "relu"))
     """Hidden activation."""
+    normalize_obs: bool = False
+    """Standardize observations with running statistics (SB3's VecNormalize; saved with the model)."""
 
 
 def clipped_surrogate_loss(logratio: torch.Tensor, advantages: torch.Tensor, clip: float) -> torch.Tensor:
@@ -65,12 +68,14 @@ class PPO:
                  total_updates: int | None = None):
         self.cfg, self.gamma = cfg, cfg.gamma
         self.discrete = is_discrete(act_space)
-        n_obs, n_act = obs_dim(obs_space), action_dim(act_space)
+        self.obs_in = ObservationInput(obs_space, cfg.normalize_obs, self.name)
+        n_obs, n_act = self.obs_in.features, action_dim(act_space)
         # Separate policy and value MLPs, evaluated together as a 2-member ensemble (one batched
         # matmul per layer): member 0 outputs logits or means, member 1's first output is V(s).
+        # Image observations go through one CNN that both share (SB3's default for on-policy methods).
         self.nets = EnsembleMLP(2, n_obs, n_act, cfg.hidden, cfg.activation, orthogonal=True, out_gain=(0.01, 1.0))
         self.head = CategoricalHead() if self.discrete else GaussianHead(n_act)
-        params = [*self.nets.parameters(), *self.head.parameters()]
+        params = [*self.nets.parameters(), *self.head.parameters(), *self.obs_in.encoder.parameters()]
         self.optimizer = adam(params, cfg.lr, eps=1e-5)
         self.params = params
         self.low = None if self.discrete else act_space.low
@@ -79,7 +84,7 @@ class PPO:
         self.updates = 0
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.distributions.Distribution, torch.Tensor]:
-        out = self.nets(obs)
+        out = self.nets(self.obs_in.encoder(self.obs_in(obs)))
         return self.head(out[0]), out[1, ..., 0]
 
     def dist(self, obs: torch.Tensor) -> torch.distributions.Distribution:
@@ -96,6 +101,7 @@ class PPO:
 
     @torch.no_grad()
     def policy_step(self, obs: torch.Tensor):
+        self.obs_in.observe(obs)  # counted now, merged after the update that consumes this rollout
         dist, value = self.forward(obs)
         action = dist.sample()
         return action, self.log_prob(dist, action), value
@@ -135,6 +141,7 @@ class PPO:
                 stats.append(self._minibatch_step(obs[idx], actions[idx], old_logprobs[idx],
                                                   advantages[idx], returns[idx], clip))
         self.updates += 1
+        self.obs_in.commit()
         out = {k: torch.stack([s[k] for s in stats]).mean() for k in stats[0]}
         out["lr"] = torch.tensor(lr)
         return out
@@ -163,9 +170,10 @@ class PPO:
     def state_dict(self) -> dict[str, Any]:
         return {"nets": self.nets.state_dict(), "head": self.head.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
-                "updates": self.updates}
+                "updates": self.updates, **self.obs_in.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.obs_in.load_state_dict(state)
         self.nets.load_state_dict(state["nets"])
         self.head.load_state_dict(state["head"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -14,7 +14,8 @@ import torch
 
 from policylab.core.config import param
 from policylab.core.nn import EnsembleMLP, TanhGaussianHead, adam, mlp, soft_update
-from policylab.envs.spaces import ActionScaler, action_dim, obs_dim, require_box
+from policylab.envs.encoders import ObservationInput
+from policylab.envs.spaces import ActionScaler, action_dim, require_box
 from policylab.rl.collectors import ReplayConfig
 
 
@@ -36,7 +37,8 @@ class SAC:
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: SACConfig, total_updates: int | None = None):
         require_box(act_space, "sac")
         self.cfg = cfg
-        n_obs, n_act = obs_dim(obs_space), action_dim(act_space)
+        self.obs_in = ObservationInput(obs_space, cfg.normalize_obs, self.name, allow_images=False)
+        n_obs, n_act = self.obs_in.features, action_dim(act_space)
         self.actor = mlp(n_obs, 2 * n_act, cfg.hidden)
         self.head = TanhGaussianHead()
         self.critic = EnsembleMLP(cfg.num_critics, n_obs + n_act, 1, cfg.hidden)
@@ -56,21 +58,23 @@ class SAC:
 
     @torch.no_grad()
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.sample(obs)[0]
+        self.obs_in.observe(obs)  # merged after the next update
+        return self.sample(self.obs_in(obs))[0]
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        unit = self.sample(torch.as_tensor(obs, dtype=torch.float32), deterministic)[0]
+        unit = self.sample(self.obs_in(torch.as_tensor(obs, dtype=torch.float32)), deterministic)[0]
         return self.scaler.to_env(unit.numpy())
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        obs, actions, rewards = batch["obs"], batch["actions"], batch["rewards"]
+        obs, next_obs = self.obs_in(batch["obs"]), self.obs_in(batch["next_obs"])
+        actions, rewards = batch["actions"], batch["rewards"]
         alpha = self.log_alpha.exp().detach()
 
         with torch.no_grad():  # soft Bellman target (eq. 3 with the clipped double-Q min)
-            next_actions, next_logp = self.sample(batch["next_obs"])
-            next_q = self.q_values(self.critic_target, batch["next_obs"], next_actions).min(0).values
+            next_actions, next_logp = self.sample(next_obs)
+            next_q = self.q_values(self.critic_target, next_obs, next_actions).min(0).values
             target = rewards + cfg.gamma * (1 - batch["terminated"]) * (next_q - alpha * next_logp)
         q = self.q_values(self.critic, obs, actions)
         critic_loss = 0.5 * (q - target).pow(2).mean(1).sum()  # eq. 5, summed over the ensemble
@@ -93,6 +97,7 @@ class SAC:
             self.alpha_opt.step()
 
         soft_update(self.critic_target, self.critic, cfg.tau)
+        self.obs_in.commit()
         return {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(),
                 "loss/alpha": alpha_loss.detach(), "alpha": alpha, "q": q.detach().mean(),
                 "entropy": -logp.detach().mean()}
@@ -107,9 +112,10 @@ class SAC:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                 "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
                 "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
-                "alpha_opt": self.alpha_opt.state_dict()}
+                "alpha_opt": self.alpha_opt.state_dict(), **self.obs_in.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.obs_in.load_state_dict(state)
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.critic_target.load_state_dict(state["critic_target"])

@@ -10,7 +10,8 @@ import torch
 
 from policylab.core.actor_critic import DeterministicActorCritic, q_values, td3_target
 from policylab.core.config import param
-from policylab.envs.spaces import ActionScaler, action_dim, obs_dim, require_box
+from policylab.envs.encoders import ObservationInput
+from policylab.envs.spaces import ActionScaler, action_dim, require_box
 from policylab.rl.collectors import ReplayConfig
 
 
@@ -34,28 +35,38 @@ class TD3(DeterministicActorCritic):
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: TD3Config, total_updates: int | None = None):
         require_box(act_space, "td3")
         self.cfg = cfg
-        super().__init__(obs_dim(obs_space), action_dim(act_space), cfg.hidden, cfg.lr)
+        self.obs_in = ObservationInput(obs_space, cfg.normalize_obs, self.name, allow_images=False)
+        super().__init__(self.obs_in.features, action_dim(act_space), cfg.hidden, cfg.lr)
         self.scaler = ActionScaler(act_space)
 
     q_values = staticmethod(q_values)
 
     @torch.no_grad()
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
-        action = self.actor(obs)
+        self.obs_in.observe(obs)  # merged after the next update
+        action = self.actor(self.obs_in(obs))
         return (action + self.cfg.exploration_noise * torch.randn_like(action)).clamp(-1, 1)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         obs_t = torch.as_tensor(obs, dtype=torch.float32)
-        unit = self.actor(obs_t) if deterministic else self.explore(obs_t)
+        unit = self.actor(self.obs_in(obs_t)) if deterministic else self.explore(obs_t)
         return self.scaler.to_env(unit.numpy())
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        obs = batch["obs"]
-        target = td3_target(self.critic_target, self.actor_target, batch["rewards"], batch["next_obs"],
+        obs = self.obs_in(batch["obs"])
+        target = td3_target(self.critic_target, self.actor_target, batch["rewards"], self.obs_in(batch["next_obs"]),
                             batch["terminated"], cfg.gamma, cfg.policy_noise, cfg.noise_clip)
         critic_loss, q = self.critic_step(obs, batch["actions"], target)
         if self.actor_due(cfg.policy_delay):  # delayed actor and target updates
             self.actor_step(-self.frozen_critic_q1(obs, self.actor(obs)).mean(), cfg.tau)  # Q1, as in the paper
+        self.obs_in.commit()
         return {"loss/critic": critic_loss, "loss/actor": self._last_actor_loss, "q": q.mean()}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), **self.obs_in.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.obs_in.load_state_dict(state)
+        super().load_state_dict(state)
