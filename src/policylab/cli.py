@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -91,6 +92,10 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
 
     _refuse_empty(args, "env", "task", "dataset", "run_name", "config", "runs_root")
     settings, overrides = _read_run_spec(args.config) if args.config else ({}, {})
+    if args.log is not None:
+        from policylab.core.tracking import parse
+
+        os.environ["POLICYLAB_LOG"] = ",".join(parse(args.log, "--log")) or "none"
     for key in ("algo", "env", "task", "dataset", "steps", "seed", "seconds", "run_name", "runs_root"):
         if getattr(args, key) is None and key in settings:  # flags override the file
             setattr(args, key, settings[key])
@@ -455,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a run spec (YAML/JSON with algo, env or dataset, steps, seed, evals, checkpoints and "
                         "config: {fields}; each run writes its own as run.json) or a file of config fields only")
     p.add_argument("--fresh", action="store_true", help="start the run over instead of resuming or reporting it")
+    p.add_argument("--log", default=None, help="trackers beside metrics.jsonl: a comma list of tensorboard, wandb, "
+                                               "mlflow, or none (default: tensorboard when installed)")
     p = sub.add_parser("run", help="run an experiment (claim check) and write its report")
     p.add_argument("experiment", nargs="?")
     p.add_argument("--all-claims", action="store_true", help="run every registered claim check")

@@ -132,7 +132,7 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
 
 
 class MetricLogger:
-    """Appends one JSON object per log call; mirrors scalars to TensorBoard when it is installed."""
+    """Appends one JSON object per log call; mirrors scalars to the trackers asked for (`core.tracking`)."""
 
     def __init__(self, path: str | Path | None, tensorboard_dir: str | Path | None = None, existing: int = 0):
         self.path = Path(path) if path is not None else None
@@ -140,14 +140,10 @@ class MetricLogger:
         self.count = existing
         """Records in the file: the `existing` ones it held when opened plus those logged since."""
         self._file = open(self.path, "a") if self.path is not None else None  # noqa: SIM115
-        self._tb = None
-        if tensorboard_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+        from policylab.core.tracking import Trackers
 
-                self._tb = SummaryWriter(str(tensorboard_dir))
-            except Exception:  # tensorboard not installed: JSONL alone is the record
-                self._tb = None
+        self._trackers = Trackers(self.path.parent if self.path is not None else None,
+                                  Path(tensorboard_dir) if tensorboard_dir is not None else None)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         """One record; TensorBoard's x-axis is the environment steps where the record has them."""
@@ -157,18 +153,13 @@ class MetricLogger:
         if self._file is not None:
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()
-        if self._tb is not None:
-            x = int(metrics["env_steps"]) if "env_steps" in metrics else int(step)
-            for key, value in metrics.items():
-                self._tb.add_scalar(key, float(value), x)
+        self._trackers.log(int(metrics["env_steps"]) if "env_steps" in metrics else int(step), metrics)
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+        self._trackers.close()
 
 
 def _metric_lines(path: Path) -> list[str | None]:

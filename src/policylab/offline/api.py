@@ -33,10 +33,12 @@ from policylab.core.plugins import load_plugins
 from policylab.core.registry import ALGORITHMS
 from policylab.core.run import RunDir
 from policylab.core.seeding import check_seed
+from policylab.core.tracking import logging_to
 from policylab.data.arrays import from_episodes
 from policylab.data.format import Episode, OfflineData
+from policylab.envs.encoders import flatten_batch
 from policylab.envs.factory import EnvLike
-from policylab.envs.spaces import observation_batch, space_from_dict, space_to_dict
+from policylab.envs.spaces import space_from_dict, space_to_dict
 from policylab.offline.train import EnvPolicy, check_steps, fit_offline, open_data, prepare_offline
 
 Callback = Callable[[str, int, Any], "bool | None"]
@@ -60,11 +62,12 @@ class OfflineAlgorithm:
     def fit(self, dataset: OfflineData | str | Path, steps: int, callback: Callback | Sequence[Callback] | None = None,
             *, eval_env: EnvLike | None = None, eval_episodes: int = 10, evals: int = 10,
             run_dir: str | Path | None = None, checkpoints: int = 5, fresh: bool = False,
-            max_seconds: float | None = None, progress: bool | None = None) -> OfflineAlgorithm:
+            max_seconds: float | None = None, progress: bool | None = None,
+            log: str | Sequence[str] | None = None) -> OfflineAlgorithm:
         """`steps` gradient steps on `dataset` (an `OfflineData` or a dataset file); returns the model.
 
         callback(event, update, trainer) as in `OnlineAgent.learn`; `run_dir` keeps metrics and checkpoints
-        there and resumes a killed fit exactly; `fresh=True` starts it over."""
+        there and resumes a killed fit exactly; `fresh=True` starts it over; `log` as in `OnlineAgent.learn`."""
         check_steps(steps)
         data = open_data(dataset)
         prepared, algo, source = prepare_offline(self.spec.algorithm, self.cfg, data, self.seed, stats=self._stats)
@@ -80,10 +83,11 @@ class OfflineAlgorithm:
             run.save_config(self.cfg, algo=algo.name, dataset=str(data.metadata.get("name", "")), seed=self.seed,
                             steps=steps)
         callbacks = () if callback is None else tuple(callback) if isinstance(callback, Sequence) else (callback,)
-        self.last_summary = fit_offline(algo, source, prepared, steps, eval_env=eval_env, seed=self.seed, run=run,
-                                        max_seconds=max_seconds, progress=progress, evals=evals,
-                                        eval_episodes=eval_episodes, checkpoints=checkpoints if run else 0,
-                                        callbacks=callbacks)
+        with logging_to(log):  # trackers beside JSONL: tensorboard, wandb, mlflow
+            self.last_summary = fit_offline(algo, source, prepared, steps, eval_env=eval_env, seed=self.seed, run=run,
+                                            max_seconds=max_seconds, progress=progress, evals=evals,
+                                            eval_episodes=eval_episodes, checkpoints=checkpoints if run else 0,
+                                            callbacks=callbacks)
         self.algo, self.prepared, self._stats = algo, prepared, prepared.stats()
         self._scalars = _scalars(algo)
         return self
@@ -96,7 +100,7 @@ class OfflineAlgorithm:
     def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
         """The action for one observation, or [n] actions for a batch (env units: the dataset's action range)."""
         self._require_model("predict")
-        batch, single = observation_batch(obs, self.prepared.observation_space)
+        batch, single = flatten_batch(self.prepared.observation_space, obs)
         actions = EnvPolicy(self.algo, self.prepared).act(batch, deterministic)
         return actions[0] if single else actions
 
