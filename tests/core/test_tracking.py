@@ -95,8 +95,47 @@ def test_tensorboard_x_axis_is_environment_steps(tmp_path):
     assert steps == [int(r["env_steps"]) for r in records] and steps[-1] == 640
 
 
+def test_a_tracker_that_fails_to_start_costs_a_line_not_the_run(tmp_path, monkeypatch, capfd):
+    module = types.ModuleType("wandb")
+
+    def refuse(**kwargs):
+        raise PermissionError("not logged in")
+
+    module.init = refuse
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    policylab.PPO("CartPole-v1", seed=0, num_envs=1, rollout_steps=32, epochs=1).learn(
+        64, run_dir=tmp_path / "run", log="wandb")
+    assert "W&B could not start (PermissionError: not logged in)" in capfd.readouterr().err
+    assert read_metrics(tmp_path / "run" / "metrics.jsonl")
+
+
 def test_tracker_names_are_checked():
     assert parse("tensorboard, wandb") == ("tensorboard", "wandb") and parse("none") == ()
     with pytest.raises(ConfigError, match="log = 'wandbb' is not allowed: must be a comma list of tensorboard, "
                                           "wandb, mlflow, or none"):
         parse("wandbb")
+
+
+def test_the_real_mlflow_store_holds_the_metrics_by_environment_step(tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the file store needs no database package
+    agent = policylab.PPO("CartPole-v1", seed=0, num_envs=2, rollout_steps=32, epochs=1)
+    agent.learn(640, run_dir=tmp_path / "run", log="mlflow")
+    client = mlflow.tracking.MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("Default").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    history = client.get_metric_history(runs[0].info.run_id, "loss/policy")
+    records = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss/policy" in r]
+    assert [m.step for m in history] == [int(r["env_steps"]) for r in records]
+    assert runs[0].data.params["algo"] == "ppo"
+
+
+def test_the_real_wandb_writes_an_offline_run(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    agent = policylab.PPO("CartPole-v1", seed=0, num_envs=2, rollout_steps=32, epochs=1)
+    agent.learn(320, run_dir=tmp_path / "run", log="wandb")
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))

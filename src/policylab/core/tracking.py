@@ -6,12 +6,14 @@ Which ones a run uses: `POLICYLAB_LOG` (a comma list of tensorboard, wandb, mlfl
 when it is installed. A tracker asked for but not installed is skipped with one stderr line; JSONL is
 always written. Every tracker's x-axis is the environment steps where a record has them, else the update.
 W&B's project and mode come from its own variables (WANDB_PROJECT, default "policylab"; WANDB_MODE=offline
-for a machine with no network); MLflow's store from MLFLOW_TRACKING_URI (default ./mlruns).
+for a machine with no network); MLflow's store from MLFLOW_TRACKING_URI (MLflow's own default when
+unset). A tracker that fails to start is skipped with one line too: a tracker never costs a run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import sys
@@ -85,28 +87,41 @@ class Trackers:
                 self.writers.append(("tensorboard", SummaryWriter(str(tensorboard_dir))))
             except Exception:  # tensorboard not installed: quiet, as it is on by default
                 pass
-        if "wandb" in names:
+        for name, label in (("wandb", "W&B"), ("mlflow", "MLflow")):
+            if name not in names:
+                continue
             try:
-                import wandb
+                library = importlib.import_module(name)
             except ImportError:
-                _missing("W&B", "wandb")
-            else:
-                run = wandb.init(project=os.environ.get("WANDB_PROJECT", "policylab"), dir=str(run_dir),
-                                 name=str(run_dir), config=_run_config(run_dir), reinit="create_new")
-                run.define_metric("x/step")
-                run.define_metric("*", step_metric="x/step")  # environment steps on the x-axis
-                self.writers.append(("wandb", run))
-        if "mlflow" in names:
-            try:
-                import mlflow
-            except ImportError:
-                _missing("MLflow", "mlflow")
-            else:
-                run = mlflow.start_run(run_name=str(run_dir), nested=mlflow.active_run() is not None)
-                params = {k: str(v)[:500] for k, v in _run_config(run_dir).items()}
-                if params:
-                    mlflow.log_params(params, run_id=run.info.run_id)
-                self.writers.append(("mlflow", (mlflow, run)))
+                _missing(label, name)
+                continue
+            start = self._wandb if name == "wandb" else self._mlflow
+            self._start(label, start, library, run_dir)
+
+    def _start(self, label: str, start: Any, *args: Any) -> None:
+        """Start one tracker; one that fails to start (no store, no login) costs a line, never the run."""
+        try:
+            self.writers.append(start(*args))
+        except Exception as err:
+            reason = str(err).splitlines()[0][:160] if str(err) else ""
+            print(f"policylab: {label} could not start ({type(err).__name__}: {reason}); metrics go to "
+                  "metrics.jsonl and the other trackers", file=sys.stderr)
+
+    @staticmethod
+    def _wandb(wandb: Any, run_dir: Path) -> tuple[str, Any]:
+        run = wandb.init(project=os.environ.get("WANDB_PROJECT", "policylab"), dir=str(run_dir),
+                         name=str(run_dir), config=_run_config(run_dir), reinit="create_new")
+        run.define_metric("x/step")
+        run.define_metric("*", step_metric="x/step")  # environment steps on the x-axis
+        return "wandb", run
+
+    @staticmethod
+    def _mlflow(mlflow: Any, run_dir: Path) -> tuple[str, Any]:
+        run = mlflow.start_run(run_name=str(run_dir), nested=mlflow.active_run() is not None)
+        params = {k: str(v)[:500] for k, v in _run_config(run_dir).items()}
+        if params:
+            mlflow.log_params(params, run_id=run.info.run_id)
+        return "mlflow", (mlflow, run)
 
     def log(self, x: int, metrics: dict[str, float]) -> None:
         for name, writer in self.writers:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from policylab.core.api_classes import ApiClasses
 from policylab.core.atomic import atomic_write
 from policylab.core.checkpoint import FORMAT, load_checkpoint
 from policylab.core.config import from_dict, to_dict, validate
@@ -180,23 +181,15 @@ def offline_algorithms() -> list[str]:
             and ALGORITHMS.get(n).algorithm is not None and _takes_prepared(ALGORITHMS.get(n))]
 
 
-_CLASSES: dict[str, type[OfflineAlgorithm]] = {}
+CLASSES = ApiClasses(OfflineAlgorithm, _spec, __name__)
 
 
 def model_class(name: str) -> type[OfflineAlgorithm]:
     """The API class of a registered offline algorithm, built on first use for one without its own."""
-    if name not in _CLASSES:
-        _spec(name)
-        _CLASSES[name] = type(name.upper(), (OfflineAlgorithm,), {"algorithm": name, "__module__": __name__})
-    return _CLASSES[name]
+    return CLASSES.get(name)
 
 
-def _public(name: str, cls_name: str, doc: str) -> type[OfflineAlgorithm]:
-    cls = type(cls_name, (OfflineAlgorithm,), {"algorithm": name, "__doc__": doc, "__module__": __name__})
-    _CLASSES[name] = cls
-    return cls
-
-
+_public = CLASSES.public
 BC = _public("bc", "BC", "Behaviour cloning (and x%BC); config fields: `policylab.offline.BCConfig`.")
 TD3BC = _public("td3_bc", "TD3BC", "TD3+BC (Fujimoto & Gu 2021); config fields: `policylab.offline.TD3BCConfig`.")
 IQL = _public("iql", "IQL", "Implicit Q-learning (Kostrikov et al. 2022); config: `policylab.offline.IQLConfig`.")

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from policylab.core.api_classes import ApiClasses
 from policylab.core.config import from_dict, validate
 from policylab.core.errors import ConfigError
 from policylab.core.plugins import load_plugins
@@ -166,24 +167,16 @@ def online_algorithms() -> list[str]:
     return [n for n in ALGORITHMS.names() if ALGORITHMS.get(n).pillar == "rl" and ALGORITHMS.get(n).algorithm]
 
 
-_CLASSES: dict[str, type[OnlineAgent]] = {}
+CLASSES = ApiClasses(OnlineAgent, _spec, __name__)
 
 
 def agent_class(name: str) -> type[OnlineAgent]:
     """The API class of a registered online algorithm, built on first use for one without its own
     (a plugin's or a user's algorithm: `agent_class("a2c")("CartPole-v1").learn(10_000)`)."""
-    if name not in _CLASSES:
-        _spec(name)
-        _CLASSES[name] = type(name.upper(), (OnlineAgent,), {"algorithm": name, "__module__": __name__})
-    return _CLASSES[name]
+    return CLASSES.get(name)
 
 
-def _public(name: str, cls_name: str, doc: str) -> type[OnlineAgent]:
-    cls = type(cls_name, (OnlineAgent,), {"algorithm": name, "__doc__": doc, "__module__": __name__})
-    _CLASSES[name] = cls
-    return cls
-
-
+_public = CLASSES.public
 PPO = _public("ppo", "PPO", "PPO (Schulman et al. 2017) on your env; config fields: `policylab.rl.PPOConfig`.")
 MDPO = _public("mdpo", "MDPO", "On-policy MDPO (Tomar et al. 2022); config fields: `policylab.rl.MDPOConfig`.")
 MDPOOff = _public("mdpo_off", "MDPOOff", "Off-policy MDPO; config fields: `policylab.rl.MDPOOffConfig`.")
