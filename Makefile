@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 TORCH   ?= torch==2.13.0
 WORKERS ?= 2
 
-.PHONY: demo test bench claims lint install clean
+.PHONY: demo test docs bench claims lint install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(PY):
 
 $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,ray,tensorboard,bench,lm,hdf5,minari,maze,vision,brax]"
+	$(PY) -m pip install -q -e ".[dev,docs,tracking,ray,tensorboard,bench,lm,hdf5,minari,maze,vision,brax]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -24,6 +24,7 @@ demo: install
 
 test: install
 	$(VENV)/bin/policylab ledger --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
 	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup tests
 
 # d3rlpy 2.8.1 pins gymnasium==1.0.0; installed without its pins so it cannot downgrade ours.
@@ -38,6 +39,10 @@ bench: install $(VENV)/.d3rlpy
 	$(PY) benchmarks/online_throughput.py
 	$(PY) benchmarks/lm_throughput.py
 	$(PY) benchmarks/offline_throughput.py
+
+# the site (getting started, guides, the claim ledger, the API reference from docstrings) into site/
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 claims: install
 	$(VENV)/bin/policylab run --all-claims --budget full --workers $(WORKERS)
