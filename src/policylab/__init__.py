@@ -19,9 +19,11 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     **{name: "policylab.rl.api" for name in ("PPO", "MDPO", "MDPOOff", "SAC", "TD3", "DQN", "OnlineAgent",
-                                             "agent_class")},
+                                             "agent_class", "IWOCS")},
     **{name: "policylab.offline.api" for name in ("BC", "TD3BC", "IQL", "CQL", "ODICE", "RCSL", "DQNOffline",
-                                                  "DiscreteCQL", "OfflineAlgorithm", "model_class")},
+                                                  "DiscreteCQL", "OfflineAlgorithm", "model_class",
+                                                  "SSORL", "MBRCSL", "RLVLMF", "CDSA", "HIB", "OPPO", "ObsHistory",
+                                                  "OfflinePipeline")},
     "Dataset": "policylab.data.format",
 }
 _RENAMED = {"Dataset": "OfflineData"}

@@ -19,6 +19,7 @@ fitted again keeps its saved state normalization and takes the new dataset's bat
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -105,10 +106,11 @@ class OfflineAlgorithm:
         actions = EnvPolicy(self.algo, self.prepared).act(batch, deterministic)
         return actions[0] if single else actions
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, *, pipeline: str | None = None) -> Path:
+        """`pipeline`: the pipeline that trained this model (`OfflinePipeline.save` tags its file so)."""
         self._require_model("save")
-        state = {"kind": "offline_model", "config": to_dict(self.cfg), "algo": self.algo.state_dict(),
-                 "stats": self.prepared.stats(), "scalars": _scalars(self.algo),
+        state = {"kind": "offline_model", "pipeline": pipeline, "config": to_dict(self.cfg),
+                 "algo": self.algo.state_dict(), "stats": self.prepared.stats(), "scalars": _scalars(self.algo),
                  "observation_dim": int(self.prepared.raw.observations.shape[1]),
                  "action_space": space_to_dict(self.prepared.action_space)}
         payload = {"format": FORMAT, "algo": self.algo.name, "step": -1, "state": state}
@@ -200,3 +202,136 @@ DQNOffline = _public("dqn_offline", "DQNOffline", "Double DQN on a fixed dataset
                      "`policylab.offline.OfflineDQNConfig`.")
 DiscreteCQL = _public("cql_discrete", "DiscreteCQL", "CQL for discrete actions; config: "
                       "`policylab.offline.DiscreteCQLConfig`.")
+
+
+class OfflinePipeline:
+    """A method whose training is a pipeline of its own, run through the registered train function that
+    `policylab train <name> --dataset ...` and its claim check run (one training path):
+
+    - SSORL: an inverse-dynamics model labels the unlabelled trajectories, then a base algorithm (`base`).
+    - MBRCSL: a dynamics model's stitched rollouts, then RCSL on them.
+    - RLVLMF: preference labels (`fit(..., oracle=...)`, your labeller; a scripted teacher for the catalog's
+      envs), a reward model, then a base algorithm on the relabelled data.
+    - CDSA: a base algorithm, then a diffusion guide on its actions; HIB: a history encoder with privileged
+      information (the dataset's metadata["privileged"]); OPPO: a preference-conditioned policy; ObsHistory:
+      a history encoder under partial observability (a dataset with no env is taken as what the agent saw).
+
+    `fit(dataset, steps, **pipeline_inputs)` passes inputs the pipeline takes on (RL-VLM-F's `oracle`);
+    evaluation runs only with `eval_env` (a registered env id: the pipelines evaluate by id). `predict` acts
+    with the final policy. `save` / `load` work when the final policy is one of the standard algorithms'
+    (SSORL, MBRCSL, RLVLMF): the file is that algorithm's saved model, tagged with the pipeline. The others
+    keep their whole state in `fit(run_dir=...)`'s checkpoints; `save` says so in one line.
+    """
+
+    algorithm: ClassVar[str] = ""
+
+    def __init__(self, *, seed: int = 0, **config: Any):
+        self.spec = _pipeline_spec(self.algorithm)
+        self.cfg = validate(from_dict(self.spec.config, config, source=type(self).__name__))
+        self.seed = check_seed(seed)
+        self.policy: Any = None
+        self.last_summary: dict[str, Any] = {}
+
+    def fit(self, dataset: OfflineData | str | Path, steps: int, callback: Callback | Sequence[Callback] | None = None,
+            *, eval_env: str | None = None, eval_episodes: int = 10, evals: int = 10,
+            run_dir: str | Path | None = None, checkpoints: int = 5, fresh: bool = False,
+            max_seconds: float | None = None, progress: bool | None = None, log: str | Sequence[str] | None = None,
+            **pipeline_inputs: Any) -> OfflinePipeline:
+        check_steps(steps)
+        data = open_data(dataset)
+        if eval_env is not None:
+            if not isinstance(eval_env, str):
+                raise ConfigError(f"eval_env = {eval_env!r} is not allowed for {type(self).__name__}: its pipeline "
+                                  "evaluates by env id, so give a registered id (or None)")
+            data = replace(data, metadata={**data.metadata, "env_id": eval_env})
+        if not data.metadata.get("env_id"):
+            eval_episodes = evals = 0
+        run = None
+        if run_dir is not None:
+            run = RunDir.at(run_dir)
+            if fresh:
+                run.clear()
+        callbacks = () if callback is None else tuple(callback) if isinstance(callback, Sequence) else (callback,)
+        with logging_to(log):
+            self.last_summary = self.spec.train(self.cfg, env_id=data, seed=self.seed, steps=steps, run=run,
+                                                max_seconds=max_seconds, progress=progress, evals=evals,
+                                                eval_episodes=eval_episodes, checkpoints=checkpoints if run else 0,
+                                                callbacks=callbacks, **pipeline_inputs)
+        self.policy = self.last_summary["policy"]
+        return self
+
+    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """The action for one observation, or [n] actions for a batch (env units)."""
+        if self.policy is None:
+            raise ConfigError(f"{type(self).__name__}.predict: the model is not fitted yet; call fit(dataset, steps) "
+                              "or load(path) first")
+        batch, single = flatten_batch(self.policy.prepared.observation_space, obs)
+        if hasattr(self.policy, "reset"):  # a return-conditioned policy starts each call at its target
+            self.policy.reset(len(batch))
+        actions = self.policy.act(batch, deterministic)
+        return actions[0] if single else actions
+
+    def save(self, path: str | Path) -> Path:
+        if self.policy is None:
+            raise ConfigError(f"{type(self).__name__}.save: the model is not fitted yet")
+        final = _standard_model(self.policy)
+        if final is None:
+            raise ConfigError(f"{type(self).__name__}.save: its final policy ({self.policy.algo.name}) is not one of "
+                              "the standard algorithms', so it has no model file yet; fit(run_dir=...) keeps its "
+                              "whole state in that run's checkpoints")
+        return final.save(path, pipeline=self.algorithm)
+
+    @classmethod
+    def load(cls, path: str | Path, *, seed: int = 0) -> OfflinePipeline:
+        """A saved pipeline model: the standard algorithm its pipeline trained last, ready to predict."""
+        payload = load_checkpoint(path)
+        if payload["state"].get("pipeline") != cls.algorithm:
+            raise CheckpointError(f"{path} was not saved by {cls.__name__} (it holds "
+                                  f"{payload['state'].get('pipeline') or payload['algo']})")
+        model = cls.__new__(cls)
+        model.spec = _pipeline_spec(cls.algorithm)
+        model.cfg, model.seed, model.last_summary = None, check_seed(seed), {}
+        inner = model_class(payload["algo"]).load(path, seed=seed)
+        model.policy = EnvPolicy(inner.algo, inner.prepared)
+        return model
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({'fitted' if self.policy is not None else 'not fitted'}, seed={self.seed})"
+
+
+def _standard_model(policy: Any) -> OfflineAlgorithm | None:
+    """The final policy as a standard algorithm's model (data-free: the statistics it acts with only)."""
+    name = getattr(policy.algo, "name", "")
+    if name not in offline_algorithms():
+        return None
+    model = model_class(name).__new__(model_class(name))
+    model.spec, model.cfg, model.seed = _spec(name), policy.algo.cfg, 0
+    model.algo, model.prepared, model.last_summary = policy.algo, policy.prepared, {}
+    model._stats, model._scalars = policy.prepared.stats(), _scalars(policy.algo)
+    return model
+
+
+PIPELINES = ("ssorl", "mbrcsl", "rl_vlm_f", "cdsa", "hib", "oppo", "obs_history")
+
+
+def _pipeline_spec(name: str):
+    if name not in PIPELINES:
+        raise ConfigError(f"algorithm {name!r} is not an offline pipeline; these are: {', '.join(PIPELINES)}")
+    return ALGORITHMS.get(name)
+
+
+def _pipeline(name: str, cls_name: str, doc: str) -> type[OfflinePipeline]:
+    return type(cls_name, (OfflinePipeline,), {"algorithm": name, "__doc__": doc, "__module__": __name__})
+
+
+SSORL = _pipeline("ssorl", "SSORL", "SS-ORL (Zheng et al. 2023); config: `policylab.offline.SSORLConfig`.")
+MBRCSL = _pipeline("mbrcsl", "MBRCSL", "MBRCSL (Zhou et al. 2024); config: `policylab.offline.MBRCSLConfig`.")
+RLVLMF = _pipeline("rl_vlm_f", "RLVLMF", "Offline RL-VLM-F (Venkataraman et al. 2024), fit(..., oracle=your "
+                   "labeller); config: `policylab.offline.RLVLMFConfig`.")
+CDSA = _pipeline("cdsa", "CDSA", "CDSA-style (Liu et al. 2024; reconstructed); config: "
+                 "`policylab.offline.CDSAConfig`.")
+HIB = _pipeline("hib", "HIB", "HIB, the historical information bottleneck (He et al. 2024); config: "
+                "`policylab.offline.HIBConfig`.")
+OPPO = _pipeline("oppo", "OPPO", "OPPO (Kang et al. 2023); config: `policylab.offline.OPPOConfig`.")
+ObsHistory = _pipeline("obs_history", "ObsHistory", "IQL on observation histories with a bisimulation loss "
+                       "(Hong et al. 2024); config: `policylab.offline.ObsHistoryConfig`.")

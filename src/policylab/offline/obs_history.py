@@ -155,11 +155,12 @@ def measure_bisim_loss(algo: ObsHistory, data: Any, samples: int = 4096, seed: i
 def train_obs_history(cfg: ObsHistoryConfig, *, env_id: Any, seed: int = 0, steps: int = 10_000, **train_kwargs: Any
                       ) -> dict[str, Any]:
     """Hide `cfg.hide_dims` / add noise to the dataset (evaluation uses the same wrapper), train, then measure
-    the final bisimulation loss. A dataset that is already partially observed is used as it is."""
+    the final bisimulation loss. A dataset that is already partially observed is used as it is, and so is
+    one with no env (logged data: its observations are what the agent saw)."""
     data = open_data(env_id)
     if "partial_observation" in data.metadata:
         register_from_metadata(data)
-    else:
+    elif data.metadata.get("env_id"):
         data = partially_observed(data, cfg.hide_dims, cfg.obs_noise_std, cfg.noise_seed)
     summary = train_offline(ObsHistory, cfg, env_id=data, seed=seed, steps=steps, **train_kwargs)
     summary["bisim_loss"] = measure_bisim_loss(summary["algorithm"], summary["policy"].prepared.data)

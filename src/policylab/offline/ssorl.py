@@ -51,7 +51,6 @@ from policylab.core.errors import ConfigError
 from policylab.core.nn import EnsembleMLP, adam
 from policylab.core.registry import ALGORITHMS
 from policylab.data import OfflineData
-from policylab.envs.factory import make_env
 from policylab.envs.spaces import ActionScaler
 
 LABEL_CLIP = 1 - 1e-6
@@ -203,8 +202,10 @@ def proxy_label(data: OfflineData, cfg: SSORLConfig, seed: int) -> tuple[Offline
     if data.discrete:
         raise ConfigError("ssorl needs continuous actions (a tanh-Gaussian inverse dynamics model); dataset "
                           f"{data.metadata.get('name', '?')!r} has discrete actions")
+    from policylab.offline.train import dataset_spaces
+
     labelled = label_split(data.episode_returns(), cfg.labelled_fraction, cfg.label_pool, seed)
-    scaler = ActionScaler(make_env(data.metadata["env_id"]).action_space)
+    scaler = ActionScaler(dataset_spaces(data)[1])  # the recorded bounds, else the env's
     unit = torch.as_tensor(scaler.to_unit(data.actions.numpy()), dtype=torch.float32).clamp(-1, 1)
     mean, std = data.observations.mean(0), data.observations.std(0).clamp(min=1e-3)
     x = idm_inputs(data, cfg.history, mean, std, cfg.official_edges)

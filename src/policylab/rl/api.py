@@ -24,9 +24,12 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from policylab.core.api_classes import ApiClasses
-from policylab.core.config import from_dict, validate
+from policylab.core.atomic import atomic_write
+from policylab.core.checkpoint import FORMAT, load_checkpoint
+from policylab.core.config import from_dict, to_dict, validate
 from policylab.core.errors import ConfigError
 from policylab.core.plugins import load_plugins
 from policylab.core.registry import ALGORITHMS
@@ -34,7 +37,9 @@ from policylab.core.run import RunDir
 from policylab.core.seeding import check_seed, seed_everything
 from policylab.core.tracking import logging_to
 from policylab.envs.encoders import flatten_batch
-from policylab.envs.factory import EnvLike, describe_env
+from policylab.envs.factory import EnvLike, describe_env, make_env
+from policylab.envs.robust import PARAM_FAMILIES
+from policylab.envs.spaces import space_from_dict, space_to_dict
 from policylab.envs.vector import VectorEnv
 from policylab.rl.policy_io import read_policy, save_policy
 from policylab.rl.train import fit_online, is_on_policy, make_collector, online_updates
@@ -183,3 +188,86 @@ MDPOOff = _public("mdpo_off", "MDPOOff", "Off-policy MDPO; config fields: `polic
 SAC = _public("sac", "SAC", "SAC (Haarnoja et al. 2018); config fields: `policylab.rl.SACConfig`.")
 TD3 = _public("td3", "TD3", "TD3 (Fujimoto et al. 2018); config fields: `policylab.rl.TD3Config`.")
 DQN = _public("dqn", "DQN", "Double DQN (van Hasselt et al. 2016); config fields: `policylab.rl.DQNConfig`.")
+
+
+class IWOCS:
+    """IWOCS (Zouitine et al. 2024), robust TD3 over a parameterised env family, through `train_iwocs`, the
+    path `policylab train iwocs` and its claim check run. `env` is a family's id (`policylab.envs.robust.
+    PARAM_FAMILIES`; add yours with one `PARAM_FAMILIES.add(...)`); config fields: `policylab.rl.IWOCSConfig`.
+
+        robust = policylab.IWOCS("Pendulum-v1", iterations=3).learn(15_000)   # TD3 steps per iteration
+        action = robust.predict(obs); robust.save("iwocs.pt"); policylab.IWOCS.load("iwocs.pt")
+
+    `learn` trains from scratch each call (each iteration is a fresh static problem); no callbacks."""
+
+    algorithm: ClassVar[str] = "iwocs"
+
+    def __init__(self, env: str, *, seed: int = 0, **config: Any):
+        spec = ALGORITHMS.get(self.algorithm)
+        self.cfg = validate(from_dict(spec.config, config, source=type(self).__name__))
+        if not isinstance(env, str) or env not in PARAM_FAMILIES.names():
+            raise ConfigError(f"env = {env!r} is not allowed for IWOCS: it needs a parameterised family's id "
+                              f"({', '.join(PARAM_FAMILIES.names())}; add one with PARAM_FAMILIES.add)")
+        self.env_name, self.seed, self.spec = env, check_seed(seed), spec
+        probe = make_env(env)
+        self.observation_space, self.action_space = probe.observation_space, probe.action_space
+        probe.close()
+        self.policy: Any = None
+        self.last_summary: dict[str, Any] = {}
+
+    def learn(self, total_steps: int, *, run_dir: str | Path | None = None, fresh: bool = False,
+              eval_episodes: int = 5, max_seconds: float | None = None, progress: bool | None = None,
+              log: str | Sequence[str] | None = None) -> IWOCS:
+        """`total_steps` TD3 environment steps per iteration, up to `iterations` iterations."""
+        run = None
+        if run_dir is not None:
+            run = RunDir.at(run_dir)
+            if fresh:
+                run.clear()
+        with logging_to(log):
+            self.last_summary = self.spec.train(self.cfg, env_id=self.env_name, seed=self.seed, steps=total_steps,
+                                                run=run, max_seconds=max_seconds, progress=progress,
+                                                eval_episodes=eval_episodes)
+        self.policy = self.last_summary["policy"]
+        return self
+
+    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        if self.policy is None:
+            raise ConfigError("IWOCS.predict: the policy is not trained yet; call learn(steps) or load(path) first")
+        batch, single = flatten_batch(self.observation_space, obs)
+        actions = self.policy.act(batch, deterministic)
+        return actions[0] if single else actions
+
+    def save(self, path: str | Path) -> Path:
+        """One file: the config, the spaces and every iteration's TD3 agent (the robust policy picks among them)."""
+        if self.policy is None:
+            raise ConfigError("IWOCS.save: the policy is not trained yet")
+        state = {"kind": "iwocs_policy", "config": to_dict(self.cfg), "env_id": self.env_name,
+                 "agents": [agent.state_dict() for agent in self.policy.agents],
+                 "observation_space": space_to_dict(self.observation_space),
+                 "action_space": space_to_dict(self.action_space)}
+        payload = {"format": FORMAT, "algo": "iwocs", "step": -1, "state": state}
+        return atomic_write(path, lambda f: torch.save(payload, f))
+
+    @classmethod
+    def load(cls, path: str | Path, *, seed: int = 0) -> IWOCS:
+        from policylab.rl.iwocs import RobustTD3Policy  # after the registrations
+        from policylab.rl.td3 import TD3 as TD3Algorithm
+
+        state = load_checkpoint(path, "iwocs")["state"]
+        model = cls.__new__(cls)
+        model.spec, model.env_name, model.seed = ALGORITHMS.get("iwocs"), state["env_id"], check_seed(seed)
+        model.cfg = from_dict(model.spec.config, state["config"], source=str(path))
+        model.observation_space = space_from_dict(state["observation_space"])
+        model.action_space = space_from_dict(state["action_space"])
+        model.last_summary = {}
+        agents = []
+        for agent_state in state["agents"]:
+            agent = TD3Algorithm(model.observation_space, model.action_space, model.cfg.td3())
+            agent.load_state_dict(agent_state)
+            agents.append(agent)
+        model.policy = RobustTD3Policy(agents)
+        return model
+
+    def __repr__(self) -> str:
+        return f"IWOCS({self.env_name!r}, seed={self.seed})"
