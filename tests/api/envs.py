@@ -112,6 +112,22 @@ class BrightSide(gym.Env):
         return self._obs(), reward, False, self.t >= 10, {}
 
 
+class BrightReach(BrightSide):
+    """BrightSide with a continuous action: reward -(a - c)^2, c the bright pixel's column mapped to [-1, 1]."""
+
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def _obs(self):
+        image = super()._obs()
+        self.target = (float(np.argmax(image.max(axis=1))) - 3.5) / 3.5
+        return image
+
+    def step(self, action):
+        reward = -float((np.asarray(action).reshape(-1)[0] - self.target) ** 2)
+        self.t += 1
+        return self._obs(), reward, False, self.t >= 10, {}
+
+
 class Scaled(gym.Env):
     """Pendulum with observations multiplied by 1000, the case a running normalizer is for."""
 

@@ -120,8 +120,8 @@ def test_iwocs_learns_predicts_saves_and_loads(tmp_path):
 
 def test_mbrcsl_fits_arrays_and_its_rcsl_model_saves(tmp_path):
     dataset, obs = logged()
-    small = dict(dynamics_ensemble=2, dynamics_elites=1, dynamics_hidden=(32, 32), dynamics_weight_decay=(2.5e-5, 5e-5, 1e-4),
-                 dynamics_max_epochs=2,
+    small = dict(dynamics_ensemble=2, dynamics_elites=1, dynamics_hidden=(32, 32),
+                 dynamics_weight_decay=(2.5e-5, 5e-5, 1e-4), dynamics_max_epochs=2,
                  behaviour_hidden=(32, 32), behaviour_train_steps=50, rcsl_hidden=(32, 32), rollout_batch=20,
                  keep=10, max_rollout_batches=3)
     model = policylab.MBRCSL(seed=0, **small).fit(dataset, 40)

@@ -211,13 +211,10 @@ class ObservationNormalizer(nn.Module):
 
 class ObservationInput:
     """What an online algorithm holds for its observations: the optional normalizer, the encoder, and the
-    sizes its networks take. `allow_images=False` (SAC, TD3: no image encoder yet) refuses image spaces."""
+    sizes its networks take."""
 
-    def __init__(self, space: gym.Space, normalize: bool, algo: str, allow_images: bool = True):
+    def __init__(self, space: gym.Space, normalize: bool, algo: str):
         self.encoder = ObservationEncoder(space)
-        if self.encoder.has_images and not allow_images:
-            raise ConfigError(f"{algo} does not take image observations yet (its actor and critic have no image "
-                              "encoder); PPO, MDPO and DQN do")
         self.normalizer = ObservationNormalizer(space) if normalize else None
         self.features = self.encoder.out_dim
 

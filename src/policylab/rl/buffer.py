@@ -1,4 +1,7 @@
-"""Replay buffer kept as contiguous preallocated tensors; sampling is one randint and a gather."""
+"""Replay buffer kept as contiguous preallocated tensors; sampling is one randint and a gather.
+
+Observations that are all pixels (an image observation space) are stored as uint8, a quarter of float32's
+memory, and come out of `sample` as float32 holding the same values 0..255."""
 
 from __future__ import annotations
 
@@ -15,14 +18,14 @@ MAX_BUFFER_BYTES = 8 << 30
 class ReplayBuffer:
     FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
 
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int):
-        _check_memory(capacity, obs_dim, act_dim)
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, obs_dtype: torch.dtype = torch.float32):
+        _check_memory(capacity, obs_dim, act_dim, obs_dtype)
         self.capacity, self.size, self.ptr = capacity, 0, 0
         self.data = {
-            "obs": torch.zeros(capacity, obs_dim),
+            "obs": torch.zeros(capacity, obs_dim, dtype=obs_dtype),
             "actions": torch.zeros(capacity, act_dim),
             "rewards": torch.zeros(capacity),
-            "next_obs": torch.zeros(capacity, obs_dim),
+            "next_obs": torch.zeros(capacity, obs_dim, dtype=obs_dtype),
             "terminated": torch.zeros(capacity),
             "truncated": torch.zeros(capacity),
         }
@@ -48,7 +51,7 @@ class ReplayBuffer:
         would change which transitions the ring overwrites next."""
         if capacity <= self.capacity or self.size == self.capacity:
             return
-        _check_memory(capacity, self.data["obs"].shape[1], self.data["actions"].shape[1])
+        _check_memory(capacity, self.data["obs"].shape[1], self.data["actions"].shape[1], self.data["obs"].dtype)
         for key, value in self.data.items():
             bigger = torch.zeros((capacity, *value.shape[1:]), dtype=value.dtype)
             bigger[: self.size] = value[: self.size]
@@ -57,7 +60,8 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         idx = torch.randint(0, self.size, (batch_size,))
-        return {key: value[idx] for key, value in self.data.items()}
+        batch = {key: value[idx] for key, value in self.data.items()}
+        return {key: value.float() if value.dtype == torch.uint8 else value for key, value in batch.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"size": self.size, "ptr": self.ptr,
@@ -69,8 +73,9 @@ class ReplayBuffer:
             self.data[key][: self.size] = value
 
 
-def _check_memory(capacity: int, obs_dim: int, act_dim: int) -> None:
-    needed = 4 * capacity * (2 * obs_dim + act_dim + 3)  # float32 fields: obs, next_obs, actions, 3 scalars
+def _check_memory(capacity: int, obs_dim: int, act_dim: int, obs_dtype: torch.dtype = torch.float32) -> None:
+    obs_bytes = torch.empty((), dtype=obs_dtype).element_size()
+    needed = capacity * (2 * obs_bytes * obs_dim + 4 * (act_dim + 3))  # obs, next_obs; float32 actions, 3 scalars
     if needed > MAX_BUFFER_BYTES:
         raise ConfigError(f"a replay buffer of {capacity:,} transitions of {obs_dim}-dimensional observations "
                           f"needs {needed / 2**30:.1f} GiB: the most allowed is {MAX_BUFFER_BYTES / 2**30:.0f} "

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from policylab.core.config import Config, param
-from policylab.envs.encoders import flat_dim
+from policylab.envs.encoders import flat_dim, image_mask
 from policylab.envs.spaces import ActionScaler, action_dim, is_discrete
 from policylab.envs.vector import VectorEnv
 from policylab.rl.buffer import ReplayBuffer
@@ -118,7 +118,10 @@ class ReplayCollector:
         self.discrete = is_discrete(space)
         self.act_dim = 1 if self.discrete else action_dim(space)
         self.scaler = None if self.discrete else ActionScaler(space)
-        self.buffer = ReplayBuffer(buffer_size, flat_dim(envs.single_observation_space), self.act_dim)
+        obs_space = envs.single_observation_space
+        pixels = bool(image_mask(obs_space).all())  # stored as uint8: a quarter of the memory
+        self.buffer = ReplayBuffer(buffer_size, flat_dim(obs_space), self.act_dim,
+                                   torch.uint8 if pixels else torch.float32)
         self.env_steps = 0
         self.warm = False
 

@@ -1,5 +1,9 @@
 """SAC (Haarnoja et al. 2018, "Algorithms and Applications"): twin soft Q, tanh-Gaussian actor,
-automatic entropy tuning. The two critics are one vectorized ensemble (one matmul per layer)."""
+automatic entropy tuning. The two critics are one vectorized ensemble (one matmul per layer).
+
+On image observations the CNN encoder belongs to the critic: the critic loss trains it, the actor reads its
+features detached, and next states are encoded by it without gradient (DrQ-v2's split, Yarats et al. 2022;
+no augmentation here). With no image part the encoder is the identity and nothing changes."""
 
 from __future__ import annotations
 
@@ -37,7 +41,8 @@ class SAC:
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: SACConfig, total_updates: int | None = None):
         require_box(act_space, "sac")
         self.cfg = cfg
-        self.obs_in = ObservationInput(obs_space, cfg.normalize_obs, self.name, allow_images=False)
+        self.obs_in = ObservationInput(obs_space, cfg.normalize_obs, self.name)
+        self.encoder = self.obs_in.encoder
         n_obs, n_act = self.obs_in.features, action_dim(act_space)
         self.actor = mlp(n_obs, 2 * n_act, cfg.hidden)
         self.head = TanhGaussianHead()
@@ -46,7 +51,7 @@ class SAC:
         self.log_alpha = torch.tensor(math.log(cfg.init_alpha), requires_grad=True)
         self.target_entropy = -cfg.target_entropy_scale * n_act
         self.actor_opt = adam(self.actor.parameters(), cfg.lr)
-        self.critic_opt = adam(self.critic.parameters(), cfg.lr)
+        self.critic_opt = adam([*self.critic.parameters(), *self.encoder.parameters()], cfg.lr)
         self.alpha_opt = adam([self.log_alpha], cfg.lr)
         self.scaler = ActionScaler(act_space)
 
@@ -59,16 +64,18 @@ class SAC:
     @torch.no_grad()
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
         self.obs_in.observe(obs)  # merged after the next update
-        return self.sample(self.obs_in(obs))[0]
+        return self.sample(self.encoder(self.obs_in(obs)))[0]
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        unit = self.sample(self.obs_in(torch.as_tensor(obs, dtype=torch.float32)), deterministic)[0]
+        unit = self.sample(self.encoder(self.obs_in(torch.as_tensor(obs, dtype=torch.float32))), deterministic)[0]
         return self.scaler.to_env(unit.numpy())
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        obs, next_obs = self.obs_in(batch["obs"]), self.obs_in(batch["next_obs"])
+        obs = self.encoder(self.obs_in(batch["obs"]))  # the critic loss trains the encoder
+        with torch.no_grad():
+            next_obs = self.encoder(self.obs_in(batch["next_obs"]))
         actions, rewards = batch["actions"], batch["rewards"]
         alpha = self.log_alpha.exp().detach()
 
@@ -83,7 +90,7 @@ class SAC:
         self.critic_opt.step()
 
         self.critic.requires_grad_(False)  # the actor loss must not leave gradients in the critics
-        actor_loss, logp = self.actor_loss(obs, alpha)
+        actor_loss, logp = self.actor_loss(obs.detach(), alpha)
         self.critic.requires_grad_(True)
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()

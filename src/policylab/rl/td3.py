@@ -1,4 +1,7 @@
-"""TD3 (Fujimoto et al. 2018): clipped double-Q, delayed policy updates, target policy smoothing."""
+"""TD3 (Fujimoto et al. 2018): clipped double-Q, delayed policy updates, target policy smoothing.
+
+On image observations the CNN encoder belongs to the critic, as in SAC (`rl.sac`): trained by the critic
+loss, read detached by the actor, next states encoded without gradient (DrQ-v2's split)."""
 
 from __future__ import annotations
 
@@ -35,8 +38,11 @@ class TD3(DeterministicActorCritic):
     def __init__(self, obs_space: gym.Space, act_space: gym.Space, cfg: TD3Config, total_updates: int | None = None):
         require_box(act_space, "td3")
         self.cfg = cfg
-        self.obs_in = ObservationInput(obs_space, cfg.normalize_obs, self.name, allow_images=False)
+        self.obs_in = ObservationInput(obs_space, cfg.normalize_obs, self.name)
+        self.encoder = self.obs_in.encoder
         super().__init__(self.obs_in.features, action_dim(act_space), cfg.hidden, cfg.lr)
+        if self.encoder.has_images:  # the critic's optimizer trains its encoder
+            self.critic_opt.add_param_group({"params": list(self.encoder.parameters())})
         self.scaler = ActionScaler(act_space)
 
     q_values = staticmethod(q_values)
@@ -44,23 +50,26 @@ class TD3(DeterministicActorCritic):
     @torch.no_grad()
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
         self.obs_in.observe(obs)  # merged after the next update
-        action = self.actor(self.obs_in(obs))
+        action = self.actor(self.encoder(self.obs_in(obs)))
         return (action + self.cfg.exploration_noise * torch.randn_like(action)).clamp(-1, 1)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         obs_t = torch.as_tensor(obs, dtype=torch.float32)
-        unit = self.actor(self.obs_in(obs_t)) if deterministic else self.explore(obs_t)
+        unit = self.actor(self.encoder(self.obs_in(obs_t))) if deterministic else self.explore(obs_t)
         return self.scaler.to_env(unit.numpy())
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        obs = self.obs_in(batch["obs"])
-        target = td3_target(self.critic_target, self.actor_target, batch["rewards"], self.obs_in(batch["next_obs"]),
+        obs = self.encoder(self.obs_in(batch["obs"]))  # the critic loss trains the encoder
+        with torch.no_grad():
+            next_obs = self.encoder(self.obs_in(batch["next_obs"]))
+        target = td3_target(self.critic_target, self.actor_target, batch["rewards"], next_obs,
                             batch["terminated"], cfg.gamma, cfg.policy_noise, cfg.noise_clip)
         critic_loss, q = self.critic_step(obs, batch["actions"], target)
         if self.actor_due(cfg.policy_delay):  # delayed actor and target updates
-            self.actor_step(-self.frozen_critic_q1(obs, self.actor(obs)).mean(), cfg.tau)  # Q1, as in the paper
+            features = obs.detach()
+            self.actor_step(-self.frozen_critic_q1(features, self.actor(features)).mean(), cfg.tau)  # Q1 (paper)
         self.obs_in.commit()
         return {"loss/critic": critic_loss, "loss/actor": self._last_actor_loss, "q": q.mean()}
 
