@@ -106,8 +106,11 @@ class BrightSide(gym.Env):
         self.t = 0
         return self._obs(), {}
 
+    def reward(self, action):
+        return float(int(action) == self.side)
+
     def step(self, action):
-        reward = float(int(action) == self.side)
+        reward = self.reward(action)
         self.t += 1
         return self._obs(), reward, False, self.t >= 10, {}
 
@@ -122,10 +125,8 @@ class BrightReach(BrightSide):
         self.target = (float(np.argmax(image.max(axis=1))) - 3.5) / 3.5
         return image
 
-    def step(self, action):
-        reward = -float((np.asarray(action).reshape(-1)[0] - self.target) ** 2)
-        self.t += 1
-        return self._obs(), reward, False, self.t >= 10, {}
+    def reward(self, action):
+        return -float((np.asarray(action).reshape(-1)[0] - self.target) ** 2)
 
 
 class Scaled(gym.Env):

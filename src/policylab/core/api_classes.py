@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+from policylab.core.run import RunDir
 
 
 class ApiClasses:
@@ -25,3 +28,19 @@ class ApiClasses:
             self.check(name)
             self.classes[name] = type(name.upper(), (self.base,), {"algorithm": name, "__module__": self.module})
         return self.classes[name]
+
+
+def open_run(run_dir: str | Path | None, fresh: bool) -> RunDir | None:
+    """The run directory a `learn` / `fit` call keeps its files in (None: none); `fresh` empties it first."""
+    if run_dir is None:
+        return None
+    run = RunDir.at(run_dir)
+    if fresh:
+        run.clear()
+    return run
+
+
+def as_callbacks(callback: Callable | Sequence[Callable] | None) -> tuple[Callable, ...]:
+    if callback is None:
+        return ()
+    return tuple(callback) if isinstance(callback, Sequence) else (callback,)

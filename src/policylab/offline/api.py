@@ -26,14 +26,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from policylab.core.api_classes import ApiClasses
+from policylab.core.api_classes import ApiClasses, as_callbacks, open_run
 from policylab.core.atomic import atomic_write
 from policylab.core.checkpoint import FORMAT, load_checkpoint
 from policylab.core.config import from_dict, to_dict, validate
 from policylab.core.errors import CheckpointError, ConfigError
 from policylab.core.plugins import load_plugins
 from policylab.core.registry import ALGORITHMS
-from policylab.core.run import RunDir
 from policylab.core.seeding import check_seed
 from policylab.core.tracking import logging_to
 from policylab.data.arrays import from_episodes
@@ -46,20 +45,35 @@ from policylab.offline.train import EnvPolicy, check_steps, fit_offline, open_da
 Callback = Callable[[str, int, Any], "bool | None"]
 
 
-class OfflineAlgorithm:
-    """An offline algorithm: `fit(dataset, steps)`, `predict`, `save`, `load`."""
+class _Configured:
+    """A registry name, its validated config and a seed: what every offline model starts from."""
 
     algorithm: ClassVar[str] = ""
 
     def __init__(self, *, seed: int = 0, **config: Any):
-        self.spec = _spec(self.algorithm)
+        self.spec = self._lookup(self.algorithm)
         self.cfg = validate(from_dict(self.spec.config, config, source=type(self).__name__))
         self.seed = check_seed(seed)
+        self.last_summary: dict[str, Any] = {}
+
+    @staticmethod
+    def _lookup(name: str) -> Any:
+        raise NotImplementedError
+
+
+class OfflineAlgorithm(_Configured):
+    """An offline algorithm: `fit(dataset, steps)`, `predict`, `save`, `load`."""
+
+    def __init__(self, *, seed: int = 0, **config: Any):
+        super().__init__(seed=seed, **config)
         self.algo: Any = None
         self.prepared: Any = None
         self._stats: dict[str, Any] | None = None
         self._scalars: dict[str, Any] = {}
-        self.last_summary: dict[str, Any] = {}
+
+    @staticmethod
+    def _lookup(name: str) -> Any:
+        return _spec(name)
 
     def fit(self, dataset: OfflineData | str | Path, steps: int, callback: Callback | Sequence[Callback] | None = None,
             *, eval_env: EnvLike | None = None, eval_episodes: int = 10, evals: int = 10,
@@ -77,14 +91,11 @@ class OfflineAlgorithm:
             algo.load_state_dict(self.algo.state_dict())
             for key, value in self._scalars.items():
                 setattr(algo, key, value)
-        run = None
-        if run_dir is not None:
-            run = RunDir.at(run_dir)
-            if fresh:
-                run.clear()
+        run = open_run(run_dir, fresh)
+        if run is not None:
             run.save_config(self.cfg, algo=algo.name, dataset=str(data.metadata.get("name", "")), seed=self.seed,
                             steps=steps)
-        callbacks = () if callback is None else tuple(callback) if isinstance(callback, Sequence) else (callback,)
+        callbacks = as_callbacks(callback)
         with logging_to(log):  # trackers beside JSONL: tensorboard, wandb, mlflow
             self.last_summary = fit_offline(algo, source, prepared, steps, eval_env=eval_env, seed=self.seed, run=run,
                                             max_seconds=max_seconds, progress=progress, evals=evals,
@@ -204,7 +215,7 @@ DiscreteCQL = _public("cql_discrete", "DiscreteCQL", "CQL for discrete actions; 
                       "`policylab.offline.DiscreteCQLConfig`.")
 
 
-class OfflinePipeline:
+class OfflinePipeline(_Configured):
     """A method whose training is a pipeline of its own, run through the registered train function that
     `policylab train <name> --dataset ...` and its claim check run (one training path):
 
@@ -223,14 +234,13 @@ class OfflinePipeline:
     keep their whole state in `fit(run_dir=...)`'s checkpoints; `save` says so in one line.
     """
 
-    algorithm: ClassVar[str] = ""
-
     def __init__(self, *, seed: int = 0, **config: Any):
-        self.spec = _pipeline_spec(self.algorithm)
-        self.cfg = validate(from_dict(self.spec.config, config, source=type(self).__name__))
-        self.seed = check_seed(seed)
+        super().__init__(seed=seed, **config)
         self.policy: Any = None
-        self.last_summary: dict[str, Any] = {}
+
+    @staticmethod
+    def _lookup(name: str) -> Any:
+        return _pipeline_spec(name)
 
     def fit(self, dataset: OfflineData | str | Path, steps: int, callback: Callback | Sequence[Callback] | None = None,
             *, eval_env: str | None = None, eval_episodes: int = 10, evals: int = 10,
@@ -246,17 +256,12 @@ class OfflinePipeline:
             data = replace(data, metadata={**data.metadata, "env_id": eval_env})
         if not data.metadata.get("env_id"):
             eval_episodes = evals = 0
-        run = None
-        if run_dir is not None:
-            run = RunDir.at(run_dir)
-            if fresh:
-                run.clear()
-        callbacks = () if callback is None else tuple(callback) if isinstance(callback, Sequence) else (callback,)
+        run = open_run(run_dir, fresh)
         with logging_to(log):
             self.last_summary = self.spec.train(self.cfg, env_id=data, seed=self.seed, steps=steps, run=run,
                                                 max_seconds=max_seconds, progress=progress, evals=evals,
                                                 eval_episodes=eval_episodes, checkpoints=checkpoints if run else 0,
-                                                callbacks=callbacks, **pipeline_inputs)
+                                                callbacks=as_callbacks(callback), **pipeline_inputs)
         self.policy = self.last_summary["policy"]
         return self
 

@@ -26,14 +26,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from policylab.core.api_classes import ApiClasses
+from policylab.core.api_classes import ApiClasses, as_callbacks, open_run
 from policylab.core.atomic import atomic_write
 from policylab.core.checkpoint import FORMAT, load_checkpoint
 from policylab.core.config import from_dict, to_dict, validate
 from policylab.core.errors import ConfigError
 from policylab.core.plugins import load_plugins
 from policylab.core.registry import ALGORITHMS
-from policylab.core.run import RunDir
 from policylab.core.seeding import check_seed, seed_everything
 from policylab.core.tracking import logging_to
 from policylab.envs.encoders import flatten_batch
@@ -93,13 +92,10 @@ class OnlineAgent:
             self._extend(total_steps)
         if hasattr(self.algo, "total_updates"):
             self.algo.total_updates = (self.algo.total_updates or 0) + updates
-        run = None
-        if run_dir is not None:
-            run = RunDir.at(run_dir)
-            if fresh:
-                run.clear()
+        run = open_run(run_dir, fresh)
+        if run is not None:
             run.save_config(self.cfg, algo=self.algo.name, env_id=self.env_name, seed=self.seed, steps=total_steps)
-        callbacks = () if callback is None else tuple(callback) if isinstance(callback, Sequence) else (callback,)
+        callbacks = as_callbacks(callback)
         with logging_to(log):  # trackers beside JSONL: tensorboard, wandb, mlflow
             self.last_summary = fit_online(self.algo, self.source, updates, eval_env=eval_env, seed=self.seed, run=run,
                                            max_seconds=max_seconds, eval_episodes=eval_episodes, evals=evals,
@@ -219,11 +215,7 @@ class IWOCS:
               eval_episodes: int = 5, max_seconds: float | None = None, progress: bool | None = None,
               log: str | Sequence[str] | None = None) -> IWOCS:
         """`total_steps` TD3 environment steps per iteration, up to `iterations` iterations."""
-        run = None
-        if run_dir is not None:
-            run = RunDir.at(run_dir)
-            if fresh:
-                run.clear()
+        run = open_run(run_dir, fresh)
         with logging_to(log):
             self.last_summary = self.spec.train(self.cfg, env_id=self.env_name, seed=self.seed, steps=total_steps,
                                                 run=run, max_seconds=max_seconds, progress=progress,
