@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -33,8 +34,10 @@ def test_the_page_runs(page, tmp_path):
     blocks = python_blocks(page)
     assert blocks, f"{page} lost its Python examples"
     logged_npz(tmp_path)
+    # one torch thread, as each test worker has: two threads per process on two busy cores slow every process
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", "\n".join(blocks)], capture_output=True, text=True, timeout=600,
-                          cwd=tmp_path)
+                          cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

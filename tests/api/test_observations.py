@@ -135,9 +135,10 @@ class Uniform:
 
 def test_sac_learns_from_images_with_the_critics_cnn_against_random():
     """Margin fixed before the run: uniform actions score about -7.3 over 10 steps; SAC must reach -2 (a mean
-    squared error of 0.2 on the bright pixel's column). gamma = 0: each step is a contextual bandit."""
+    squared error of 0.2 on the bright pixel's column). gamma = 0: each step is a contextual bandit. The
+    settings were piloted on seed 0; the test runs seed 1."""
     random_return = episode_returns(Uniform(), BrightReach, episodes=20).mean()
-    agent = policylab.SAC(BrightReach, seed=0, learning_starts=200, hidden=(64,), gamma=0.0, batch_size=64,
+    agent = policylab.SAC(BrightReach, seed=1, learning_starts=200, hidden=(64,), gamma=0.0, batch_size=64,
                           lr=1e-3).learn(3000)
     assert agent.source.buffer.data["obs"].dtype == torch.uint8  # pixels stored as bytes
     learned = episode_returns(agent.algo, BrightReach, episodes=20).mean()
