@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "docs" / "start" / "online.md", ROOT / "docs" / "start" / "offline.md", ROOT / "README.md"]
+PAGES = [*(ROOT / "docs" / "start" / f"{page}.md" for page in ("online", "offline", "tools")), ROOT / "README.md"]
 
 
 def python_blocks(path: Path) -> list[str]:
