@@ -17,7 +17,15 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e ".[dev,docs,tracking,ray,tensorboard,bench,lm,hdf5,minari,maze,vision,brax]"
 	touch $@
 
-install: $(VENV)/.installed
+# verl 0.9.1 pins transformers<5.11 (and ray, numpy, ...): installed without its pins, with only the packages
+# its core_algos imports, so it cannot downgrade our stack (policylab.integrations.verl uses its registries)
+VERL    ?= verl==0.9.1 tensordict==0.10.0 omegaconf==2.4.0 antlr4-python3-runtime==4.9.3 orjson codetiming \
+           pyvers<0.2 cloudpickle importlib_metadata
+$(VENV)/.verl: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps $(foreach p,$(VERL),"$(p)")
+	touch $@
+
+install: $(VENV)/.installed $(VENV)/.verl
 
 demo: install
 	$(VENV)/bin/policylab run quickstart --workers $(WORKERS)
