@@ -81,10 +81,12 @@ def row_facts(scores: torch.Tensor, groups: Sequence[Any]) -> dict[str, torch.Te
 
 def objective_loss(cfg: Any, logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                    mask: torch.Tensor, rows: dict[str, torch.Tensor] | None = None,
-                   ref_logp: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                   ref_logp: torch.Tensor | None = None, max_length: int | None = None
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The objective's loss (slots 2-5 and its KL) on [B, R] tensors; sequence advantages are broadcast over
-    the mask. The length constant of seq-mean-token-sum-norm is the response width R unless set."""
+    the mask. seq-mean-token-sum-norm's length constant (Dr. GRPO's L_max) is the config's `agg_constant`,
+    else `max_length` (the engine's maximum response length), else the width R."""
     mask = mask.to(logp.dtype)
     adv = token_advantages(advantages.reshape(-1, 1) if advantages.dim() == 1 else advantages, mask)
-    objective = RLVRObjective(cfg, default_constant=float(mask.shape[1]))
+    objective = RLVRObjective(cfg, default_constant=float(max_length or mask.shape[1]))
     return objective(logp, old_logp, adv, mask, ref_logp, None, rows)

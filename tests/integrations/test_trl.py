@@ -1,0 +1,139 @@
+"""policylab's objectives inside TRL's GRPOTrainer (CPU, a tiny Llama built from a config): each objective
+trains a few TRL steps with finite metrics; on one fixed batch the trainer's loss and gradient equal
+policylab's native objective on the same per-token log-probs (which match a plain forward's), and its
+advantages equal the native transform."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+trl = pytest.importorskip("trl")
+transformers = pytest.importorskip("transformers")
+from datasets import Dataset  # noqa: E402
+from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
+
+from policylab.core.errors import ConfigError  # noqa: E402
+from policylab.integrations.objectives import SINGLE_TURN, objective_config  # noqa: E402
+from policylab.integrations.trl import PolicylabGRPOTrainer  # noqa: E402
+from policylab.lm.advantages import ADVANTAGES  # noqa: E402
+from policylab.lm.losses.objective import RLVRObjective  # noqa: E402
+
+WORDS = ["<pad>", "<eos>", "<unk>", "+", "=", *[str(d) for d in range(10)], "yes", "no"]
+OBJECTIVES = [n for n in SINGLE_TURN if n != "thr"]
+G, MAX_LEN = 4, 6
+WIDTH = MAX_LEN - 1  # TRL pads a batch to its longest completion, which may be shorter than the maximum
+
+
+def tokenizer():
+    vocab = {w: i for i, w in enumerate(WORDS)}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<eos>", pad_token="<pad>",
+                                                unk_token="<unk>")
+
+
+def tiny_llama(seed: int = 0):
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(vocab_size=len(WORDS), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      max_position_embeddings=64, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    return transformers.LlamaForCausalLM(config)
+
+
+def says_yes(prompts, completions, **_):
+    return [float("yes" in c.split()) for c in completions]
+
+
+def trainer_for(objective: str, tmp_path, **overrides):
+    settings = dict(output_dir=str(tmp_path), use_cpu=True, bf16=False, gradient_checkpointing=False,
+                    per_device_train_batch_size=G, num_generations=G, max_completion_length=MAX_LEN, max_steps=2,
+                    logging_steps=1, report_to="none", save_strategy="no", beta=0.0, learning_rate=1e-3, seed=0)
+    args = trl.GRPOConfig(**{**settings, **overrides})
+    prompts = Dataset.from_dict({"prompt": [f"{a} + {b} =" for a in range(4) for b in range(2)]})
+    return PolicylabGRPOTrainer(tiny_llama(), reward_funcs=[says_yes], args=args, train_dataset=prompts,
+                                processing_class=tokenizer(), objective=objective)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_each_objective_trains_trl_steps_with_finite_metrics(objective, tmp_path):
+    trainer = trainer_for(objective, tmp_path)
+    trainer.train()
+    logged = [r for r in trainer.state.log_history if "loss" in r]
+    assert len(logged) == 2 and all(math.isfinite(r["loss"]) for r in logged)
+    assert all("policylab/loss/policy" in r for r in logged)  # the objective's loss ran, not TRL's
+    assert all(math.isfinite(v) for r in logged for k, v in r.items() if k.startswith("policylab/"))
+
+
+def fixed_batch(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    prompt_ids = torch.randint(3, len(WORDS), (G, 3), generator=g)
+    completion_ids = torch.randint(3, len(WORDS), (G, WIDTH), generator=g)
+    lengths = torch.tensor([WIDTH, 3, 1, 4])
+    completion_mask = (torch.arange(WIDTH) < lengths[:, None]).long()
+    return {"prompt_ids": prompt_ids, "prompt_mask": torch.ones_like(prompt_ids), "completion_ids": completion_ids,
+            "completion_mask": completion_mask}
+
+
+def hand_logps(model, batch):
+    """log pi(o_t | q, o_<t) by a plain forward and log-softmax: the native side of the comparison."""
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+    logits = model(input_ids=ids, attention_mask=attention).logits[:, -WIDTH - 1:-1]
+    return torch.log_softmax(logits.float(), -1).gather(-1, batch["completion_ids"][..., None]).squeeze(-1)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_on_one_fixed_batch_the_trl_loss_and_gradient_equal_native(objective, tmp_path):
+    trainer = trainer_for(objective, tmp_path)
+    model = trainer.model
+    model.train()
+    batch = fixed_batch()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        old = hand_logps(model, batch) + 0.2 * torch.randn(G, WIDTH, generator=g)  # an off-policy old policy
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    facts = trainer.policylab_advantages(rewards, G)
+    inputs = {**batch, "old_per_token_logps": old, **facts}
+
+    trainer.current_gradient_accumulation_steps = 1
+    model.zero_grad()
+    loss = trainer._compute_loss(model, inputs)
+    loss.backward()
+    trl_grads = [p.grad.clone() for p in model.parameters()]
+
+    cfg = objective_config(objective)
+    native_adv = ADVANTAGES.get(cfg.advantage)(rewards.view(1, G), eps=cfg.adv_eps, cfg=cfg, metrics={}).view(-1)
+    assert torch.allclose(facts["advantages"], native_adv, atol=1e-6, rtol=0) or objective == "red_drop"
+    model.zero_grad()
+    mask = batch["completion_mask"].float()
+    rows = {"correct": facts["policylab_correct"], "success_rate": facts["policylab_success_rate"]}
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+    trl_logps = trainer._get_per_token_logps_and_entropies(model, ids, attention, WIDTH)[0]
+    # TRL scores the same tokens as a plain forward (its fused head rounds differently, about 1e-6)
+    assert float(((trl_logps - hand_logps(model, batch)) * mask).abs().max()) <= 1e-4
+    native, _ = RLVRObjective(cfg, default_constant=float(MAX_LEN))(trl_logps, old,
+                                                                     facts["advantages"][:, None] * mask, mask,
+                                                                     rows=rows)
+    native.backward()
+    assert rel_err(loss.detach(), native.detach()) <= 1e-6, objective
+    worst = max(rel_err(a, p.grad) for a, p in zip(trl_grads, model.parameters()) if p.grad.abs().max() > 0)
+    assert worst <= 1e-6, (objective, worst)
+
+
+def test_trl_settings_that_would_disagree_with_the_objective_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="args.beta = 0.1 is not allowed with objective 'grpo'"):
+        trainer_for("grpo", tmp_path, beta=0.1)
+    with pytest.raises(ConfigError, match="objective = 'thr' is not allowed with TRL"):
+        trainer_for("thr", tmp_path)
+    with pytest.raises(ConfigError, match="objective = 'grpoo' is not allowed"):
+        trainer_for("grpoo", tmp_path)
