@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [*(ROOT / "docs" / "start" / f"{page}.md" for page in ("online", "offline", "tools")), ROOT / "README.md"]
+PAGES = [*(ROOT / "docs" / "start" / f"{page}.md" for page in ("online", "offline", "lm", "tools")),
+         ROOT / "README.md"]
 
 
 def python_blocks(path: Path) -> list[str]:
@@ -44,3 +45,8 @@ def test_the_page_runs(page, tmp_path):
 def test_the_readme_examples_are_five_lines():
     online, offline = python_blocks(ROOT / "README.md")[:2]
     assert len(online.strip().splitlines()) == 5 and len(offline.strip().splitlines()) == 5
+
+
+def test_the_lm_guide_shows_the_example_the_getting_started_page_runs():
+    example = python_blocks(ROOT / "docs" / "start" / "lm.md")[1]
+    assert example in python_blocks(ROOT / "docs" / "lm.md") and len(example.strip().splitlines()) <= 10

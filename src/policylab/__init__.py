@@ -25,6 +25,7 @@ _EXPORTS = {
                                                   "SSORL", "MBRCSL", "RLVLMF", "CDSA", "HIB", "OPPO", "ObsHistory",
                                                   "OfflinePipeline")},
     "Dataset": "policylab.data.format",
+    "RLVRTrainer": "policylab.lm.api",
 }
 _RENAMED = {"Dataset": "OfflineData"}
 

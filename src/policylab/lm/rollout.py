@@ -88,7 +88,11 @@ class RolloutBatch:
 def score_generation(gen: Generation, problems: list[Problem], group_size: int, task: Task | TaskMix,
                      tokenizer: Tokenizer) -> RolloutBatch:
     texts = [tokenizer.decode(row.tolist()) for row in gen.responses]
-    scores = [task.score(problems[i // group_size], text) for i, text in enumerate(texts)]
+    repeated = [problems[i // group_size] for i in range(len(texts))]
+    if hasattr(task, "score_batch"):  # one call for the batch: a user's reward functions take batches, as TRL's do
+        scores = task.score_batch(repeated, texts)
+    else:
+        scores = [task.score(problem, text) for problem, text in zip(repeated, texts)]
     device = gen.truncated.device
     exact = torch.tensor([s.exact for s in scores], device=device)
     # a response cut at max_new_tokens has no final answer: it earns 0 whatever its prefix says

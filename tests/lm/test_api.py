@@ -1,0 +1,111 @@
+"""The native RLVR engine on a user's own Hugging Face model, prompts and TRL-signature rewards."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+transformers = pytest.importorskip("transformers")
+from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
+
+import policylab  # noqa: E402
+from policylab.core.errors import ConfigError  # noqa: E402
+from policylab.lm.rewards import RewardFunctions, answer_tag, boxed, exact_match, last_number, regex  # noqa: E402
+
+WORDS = ["<pad>", "<eos>", "<unk>", "+", "=", *[str(d) for d in range(10)], "yes", "no", "user:", "bot:"]
+
+
+def tokenizer(chat: bool = False):
+    raw = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<eos>", pad_token="<pad>",
+                                               unk_token="<unk>")
+    if chat:
+        tok.chat_template = ("{% for m in messages %}user: {{ m['content'] }} {% endfor %}"
+                             "{% if add_generation_prompt %}bot:{% endif %}")
+    return tok
+
+
+def tiny_llama(seed: int = 0):
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(vocab_size=len(WORDS), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      max_position_embeddings=64, pad_token_id=0, eos_token_id=1)
+    return transformers.LlamaForCausalLM(config)
+
+
+def says_yes(prompts, completions, **_):
+    return [float("yes" in c.split()) for c in completions]
+
+
+PROMPTS = [f"{a} + {b} =" for a in range(5) for b in range(5)]
+
+
+def yes_rate(trainer, n: int = 200) -> float:
+    batch = trainer.source._rollout(trainer.policy, n // trainer.cfg.group_size)
+    return float(batch.rewards.mean())
+
+
+def test_grpo_on_a_users_model_learns_the_users_reward_against_its_start(tmp_path):
+    """Margin fixed before the run: the share of completions containing "yes" must rise by 0.25 in 40 updates."""
+    trainer = policylab.RLVRTrainer(tiny_llama(), [says_yes], train_dataset=PROMPTS, processing_class=tokenizer(),
+                                    objective="grpo", prompts_per_step=4, group_size=8, max_new_tokens=4, lr=3e-3,
+                                    seed=0)
+    from policylab.lm.rollout import RolloutSource
+    trainer.source = RolloutSource(trainer.task, trainer.tokenizer, trainer.cfg, 123)  # a probe, not the run's
+    before = yes_rate(trainer)
+    trainer.source = None
+    trainer.train(40, progress=False)
+    after = yes_rate(trainer)
+    assert after >= before + 0.25, (before, after)
+    folder = trainer.save_pretrained(tmp_path / "model")
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    ids = torch.tensor([[3, 5, 6]])
+    assert torch.allclose(loaded(ids).logits, trainer.model(ids).logits, atol=1e-6)
+    assert transformers.AutoTokenizer.from_pretrained(folder).convert_tokens_to_ids("yes") == WORDS.index("yes")
+
+
+def test_conversational_prompts_use_the_chat_template_and_reward_columns_pass_through():
+    seen = {}
+
+    def spy(prompts, completions, answer, **_):
+        seen.update(prompts=prompts, completions=completions, answer=answer)
+        return [0.0] * len(completions)
+
+    rows = [{"prompt": [{"role": "user", "content": "1 + 2 ="}], "answer": "3"}]
+    trainer = policylab.RLVRTrainer(tiny_llama(), spy, train_dataset=rows, processing_class=tokenizer(chat=True),
+                                    prompts_per_step=1, group_size=2, max_new_tokens=3)
+    assert trainer.task.problems[0].prompt == "user: 1 + 2 = bot:"
+    trainer.train(1, progress=False)
+    assert seen["answer"] == ["3", "3"] and seen["completions"][0][0]["role"] == "assistant"
+
+
+def test_extractors_and_exact_match():
+    text = "so 12 + 30 = 42. Thus \\boxed{\\frac{1}{2}} and <answer> 1,234 </answer>"
+    assert last_number(text) == "1234" and boxed(text) == "\\frac{1}{2}" and answer_tag(text) == "1,234"
+    assert regex(r"= (\d+)")(text) == "42" and last_number("none here") is None and boxed("\\boxed{open") is None
+    reward = exact_match(extract=answer_tag)
+    assert reward(["q", "q", "q"], [text, "<answer>1234.0</answer>", "no tag"], answer=[1234, 1234, 1234]) == \
+        [1.0, 1.0, 0.0]
+    combined = RewardFunctions([says_yes, lambda prompts, completions, **_: [None, 2.0]], [1.0, 0.5])
+    assert combined(["a", "b"], ["yes", "no"], {}).tolist() == [1.0, 1.0]
+
+
+def test_bad_input_is_one_line():
+    with pytest.raises(ConfigError, match="objective = 'grpoo' is not allowed"):
+        policylab.RLVRTrainer(tiny_llama(), says_yes, train_dataset=PROMPTS, processing_class=tokenizer(),
+                              objective="grpoo")
+    with pytest.raises(ConfigError, match="train_dataset row 0 has no 'prompt'"):
+        policylab.RLVRTrainer(tiny_llama(), says_yes, train_dataset=[{"text": "1 + 1 ="}], processing_class=tokenizer())
+    with pytest.raises(ConfigError, match="has no chat template"):
+        policylab.RLVRTrainer(tiny_llama(), says_yes, train_dataset=[[{"role": "user", "content": "1"}]],
+                              processing_class=tokenizer())
+    with pytest.raises(ConfigError, match="is not a directory holding a Hugging Face model"):
+        policylab.RLVRTrainer("no/such/model", says_yes, train_dataset=PROMPTS)
+    with pytest.raises(ConfigError, match="reward_weights has 1 entries for 2 reward functions"):
+        RewardFunctions([says_yes, says_yes], [1.0])
+    with pytest.raises(ConfigError, match="regular expression"):
+        regex("(unclosed")
