@@ -56,8 +56,12 @@ def test_backends_agree_value_for_value(tmp_path):
 
 @pytest.mark.xdist_group("ray")
 @pytest.mark.timeout(240)
-def test_ray_backend_matches_local_and_listens_on_loopback_only(tmp_path, ray_alone):
+def test_ray_backend_matches_local_and_listens_on_loopback_only(tmp_path, ray_alone, monkeypatch):
     import psutil  # installed with the ray extra by `make test`; a missing one is a failure
+    from ray._private import ray_constants
+
+    # as if another package (verl) had imported Ray before policylab set its loopback-only variable
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
 
     exp, local = run_selftest(tmp_path, "local", 1)
     with ray_session(workers=2) as ray:

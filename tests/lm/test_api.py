@@ -109,3 +109,16 @@ def test_bad_input_is_one_line():
         RewardFunctions([says_yes, says_yes], [1.0])
     with pytest.raises(ConfigError, match="regular expression"):
         regex("(unclosed")
+
+
+def test_a_reward_ensemble_is_one_reward_function():
+    from policylab.lm.rewards import ensemble
+
+    members = [lambda prompts, completions, k=k, **_: [float(len(c)) * k for c in completions] for k in (1, 2, 4)]
+    scores = torch.tensor([[1.0, 2.0], [2.0, 4.0], [4.0, 8.0]], dtype=torch.float64)  # [k, B] for "a", "bb"
+    assert ensemble(members, "mean")(["p", "p"], ["a", "bb"]) == scores.mean(0).tolist()
+    assert ensemble(members, "wco")(["p", "p"], ["a", "bb"]) == [1.0, 2.0]
+    uwo = ensemble(members, "uwo", uwo_weight=0.1)(["p", "p"], ["a", "bb"])
+    assert uwo == (scores.mean(0) - 0.1 * scores.var(0, correction=0)).tolist()
+    with pytest.raises(ConfigError, match="objective = 'max' is not allowed"):
+        ensemble(members, "max")

@@ -147,6 +147,10 @@ def ray_session(workers: int, address: str | None = None) -> Iterator[Any]:
         import ray
     except ImportError:
         raise PolicylabError("backend 'ray' needs Ray: pip install 'policylab[ray]'") from None
+    if local:  # Ray reads the variable when first imported; a package that imported it earlier (verl) came first
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
     if ray.is_initialized():
         yield ray
         return

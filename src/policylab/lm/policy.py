@@ -294,10 +294,10 @@ class HFPolicy(CausalPolicy):
         if last_only:
             kwargs["logits_to_keep"] = 1
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=cache, use_cache=cache is not None,
+                         cache=cache, use_cache=cache is not None,
                          output_hidden_states=want_hidden, **kwargs)
         hidden = out.hidden_states[-1] if want_hidden else None
-        return StepOutput(out.logits, hidden, out.past_key_values)
+        return StepOutput(out.logits, hidden, out.cache)
 
     def _lean_step(self, input_ids, attention_mask, position_ids, cache, last_only, want_hidden):
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb

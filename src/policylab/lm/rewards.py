@@ -126,3 +126,21 @@ class RewardFunctions:
                 raise ConfigError(f"reward function {name} returned a value that is not a number or None") from None
             total += weight * torch.where(torch.isnan(scores), torch.zeros_like(scores), scores)
         return total.float()
+
+
+def ensemble(funcs: Sequence[RewardFunction], objective: str = "mean", uwo_weight: float = 0.5,
+             unbiased_variance: bool = False) -> RewardFunction:
+    """Reward-model ensembles (Coste et al. 2024) as one reward function for RLVRTrainer or TRL: each of
+    `funcs` (a member reward model, its scores already normalized) scores the batch, and mean, WCO (the
+    minimum) or UWO (mean - uwo_weight * variance) combines them, by `preference.rm_ensemble`'s code."""
+    from policylab.lm.preference.rm_ensemble import RewardEnsemble
+
+    combiner = RewardEnsemble(list(funcs), objective, uwo_weight, unbiased_variance)
+
+    def reward(prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
+        scores = torch.tensor([[float(v) for v in fn(prompts=prompts, completions=completions, **columns)]
+                               for fn in combiner.members], dtype=torch.float64)
+        return combiner.combine(scores).tolist()
+
+    reward.__name__ = f"ensemble_{objective}"
+    return reward
