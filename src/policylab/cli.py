@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import signal
 import sys
@@ -79,6 +80,13 @@ def _list(args: argparse.Namespace) -> int:
     if what == "environments":
         console.print("\n".join(known_env_ids()))
     return 0
+
+
+def default_run_name(algo: str, env_id: object, offline: bool) -> str:
+    """<algo>-<env, task or dataset stem>, with characters a run directory may not hold (the ':' of
+    rg:<dataset>, the ',' of a task mix, a reasoning-gym config's '?', '=' and '&') as '_'."""
+    where = Path(str(env_id)).stem if offline else str(env_id)
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", f"{algo}-{where}")
 
 
 def _train(args: argparse.Namespace, rest: list[str]) -> int:
@@ -173,7 +181,7 @@ def _train(args: argparse.Namespace, rest: list[str]) -> int:
         cfg = _parse_config_flags(tyro, spec.config, rest, base, args.algo)
     cfg = validate(cfg)
     set_threads()
-    name = args.run_name or f"{args.algo}-{Path(env_id).stem if spec.pillar == 'offline' else env_id}"
+    name = args.run_name or default_run_name(args.algo, env_id, spec.pillar == "offline")
     run = RunDir(args.runs_root, name, "main", args.seed)
     if args.fresh:
         run.clear()

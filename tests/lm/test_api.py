@@ -122,3 +122,54 @@ def test_a_reward_ensemble_is_one_reward_function():
     assert uwo == (scores.mean(0) - 0.1 * scores.var(0, correction=0)).tolist()
     with pytest.raises(ConfigError, match="objective = 'max' is not allowed"):
         ensemble(members, "max")
+
+
+def test_reasoning_gym_tasks_take_a_config_and_name_a_valid_run_directory(tmp_path):
+    pytest.importorskip("reasoning_gym")
+    from policylab.cli import default_run_name
+    from policylab.core.run import RunDir
+    from policylab.lm.tasks import get_task
+
+    task = get_task("rg:chain_sum?min_terms=2&max_terms=2&max_digits=1")
+    assert task.dataset.config.max_terms == 2 and task.dataset.config.max_digits == 1
+    name = default_run_name("grpo", "rg:chain_sum?min_terms=2&max_terms=2", False)
+    assert name == "grpo-rg_chain_sum_min_terms_2_max_terms_2" and RunDir(tmp_path, name).path.is_dir()
+    assert default_run_name("iql", "/data/pendulum-mix10.parquet", True) == "iql-pendulum-mix10"
+    with pytest.raises(ConfigError, match="is not allowed; a reasoning-gym config is"):
+        get_task("rg:chain_sum?2terms")
+
+
+def longer_is_better(prompts, completions, **_):
+    """A reward that varies from the first batch on (an untrained model rarely says "yes")."""
+    return [len(c.split()) / 3 for c in completions]
+
+
+def test_lora_trains_only_the_adapters_and_saves_a_merged_model(tmp_path):
+    pytest.importorskip("peft")
+    trainer = policylab.RLVRTrainer(tiny_llama(), [longer_is_better], train_dataset=PROMPTS,
+                                    processing_class=tokenizer(), prompts_per_step=4, group_size=4, max_new_tokens=3,
+                                    lr=1e-2, lora={"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+    before = {k: v.clone() for k, v in trainer.model.named_parameters()}
+    trainer.train(3, progress=False)
+    changed = {k for k, v in trainer.model.named_parameters() if not torch.equal(v, before[k])}
+    assert changed and all("lora_" in k for k in changed)
+    ids = torch.tensor([[3, 5, 6, 4]])
+    with torch.no_grad():
+        expected = trainer.model(input_ids=ids).logits
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(trainer.save_pretrained(tmp_path / "merged"))
+    assert not any("lora" in k for k in loaded.state_dict())
+    assert torch.allclose(loaded(ids).logits, expected, atol=1e-5)
+
+
+def test_gradient_checkpointing_changes_memory_not_the_update():
+    def run(checkpointing: bool):
+        trainer = policylab.RLVRTrainer(tiny_llama(), [longer_is_better], train_dataset=PROMPTS,
+                                        processing_class=tokenizer(), prompts_per_step=4, group_size=4,
+                                        max_new_tokens=3, lr=1e-2, seed=3, gradient_checkpointing=checkpointing)
+        trainer.train(2, progress=False)
+        return [p.detach().clone() for p in trainer.model.parameters()]
+
+    start = [p.detach().clone() for p in tiny_llama().parameters()]
+    plain, recomputed = run(False), run(True)
+    assert max(float((a - b).abs().max()) for a, b in zip(plain, start)) > 1e-4  # the updates did move it
+    assert max(float((a - b).abs().max()) for a, b in zip(plain, recomputed)) <= 1e-6

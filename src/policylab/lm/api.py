@@ -10,8 +10,12 @@ folder when omitted). `reward_funcs` take TRL's signature (`policylab.lm.rewards
 shapes (`policylab.lm.tasks.prompts`); `eval_dataset`, when given, is scored greedily `evals` times.
 `objective` is any single-turn objective (`policylab list`); the other keywords are its config's fields
 (`RLVRConfig`: prompts_per_step, group_size, max_new_tokens, lr, ...). Training is `trainer.fit_rlvr`, the
-loop `policylab train <objective>` and the claim checks run. Not yet here: bf16 autocast, LoRA and gradient
-checkpointing (use `integrations.trl` for those today).
+loop `policylab train <objective>` and the claim checks run.
+
+`lora` (a `peft.LoraConfig` or its fields as a dict) trains LoRA adapters through peft, the base frozen;
+`save_pretrained` then writes the merged model, which plain `transformers` loads. `gradient_checkpointing`
+recomputes activations in the update's backward (transformers' own switch), trading time for memory. Not
+yet here: bf16 autocast (use `integrations.trl` for mixed precision today).
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ class RLVRTrainer:
 
     def __init__(self, model: Any, reward_funcs: RewardFunction | Sequence[RewardFunction], *, train_dataset: Any,
                  processing_class: Any = None, objective: str = "grpo", reward_weights: Sequence[float] | None = None,
-                 eval_dataset: Any = None, seed: int = 0, **config: Any):
+                 eval_dataset: Any = None, seed: int = 0, lora: Any = None, gradient_checkpointing: bool = False,
+                 **config: Any):
         from policylab.integrations.objectives import SINGLE_TURN
 
         if objective not in SINGLE_TURN:
@@ -54,7 +59,13 @@ class RLVRTrainer:
         self.objective, self.seed = objective, check_seed(seed)
         self.cfg = validate(from_dict(ALGORITHMS.get(objective).config, config, source=f"RLVRTrainer({objective})"))
         self.model, self.hf_tokenizer = _model_and_tokenizer(model, processing_class)
-        self.policy = HFPolicy(self.model).to(self.cfg.device)
+        if gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.lora = lora is not None
+        if self.lora:
+            self.model = _with_lora(self.model, lora)
+        # the lean decoding loop reads a plain Llama's modules; a peft-wrapped model decodes through HF's forward
+        self.policy = HFPolicy(self.model, fast_decode=False if self.lora else None).to(self.cfg.device)
         self.tokenizer = HFTokenizer(self.hf_tokenizer)
         rewards = RewardFunctions(reward_funcs, reward_weights)
         self.task = PromptTask(train_dataset, rewards, self.hf_tokenizer)
@@ -95,11 +106,29 @@ class RLVRTrainer:
         return self
 
     def save_pretrained(self, path: str | Path) -> Path:
-        """The trained model and its tokenizer, as a folder `transformers.AutoModelForCausalLM` loads."""
+        """The trained model and its tokenizer, as a folder `transformers.AutoModelForCausalLM` loads (LoRA
+        adapters merged into a copy of the base)."""
         path = Path(path)
-        self.model.save_pretrained(path)
+        model = copy.deepcopy(self.model).merge_and_unload() if self.lora else self.model
+        model.save_pretrained(path)
         self.hf_tokenizer.save_pretrained(path)
         return path
+
+
+def _with_lora(model: Any, lora: Any) -> Any:
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ConfigError("lora needs peft: pip install 'policylab[lm]'") from None
+    if isinstance(lora, dict):
+        try:
+            lora = LoraConfig(task_type="CAUSAL_LM", **lora)
+        except TypeError as err:
+            raise ConfigError(f"lora = {lora!r} is not allowed: {err}") from None
+    if not isinstance(lora, LoraConfig):
+        raise ConfigError(f"lora of type {type(lora).__name__} is not allowed: a peft.LoraConfig or a dict of its "
+                          "fields")
+    return get_peft_model(model, lora)
 
 
 def _model_and_tokenizer(model: Any, tokenizer: Any) -> tuple[Any, Any]:
