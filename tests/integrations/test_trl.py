@@ -137,3 +137,36 @@ def test_trl_settings_that_would_disagree_with_the_objective_are_refused(tmp_pat
         trainer_for("thr", tmp_path)
     with pytest.raises(ConfigError, match="objective = 'grpoo' is not allowed"):
         trainer_for("grpoo", tmp_path)
+
+
+def test_dpo_token_rewards_on_a_model_trls_dpo_trainer_trained(tmp_path):
+    """dpo_q's per-token implicit reward on a TRL DPOTrainer model: it sums, response by response, to
+    beta (log pi(y) - log pi_ref(y)) computed by hand from the two models' plain forwards."""
+    from policylab.integrations.trl import dpo_token_rewards
+
+    tok = tokenizer()
+    tiny_llama().save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    pairs = Dataset.from_dict({"prompt": ["1 + 2 =", "2 + 2 ="] * 4, "chosen": ["3", "4"] * 4,
+                               "rejected": ["no", "no"] * 4})
+    args = trl.DPOConfig(output_dir=str(tmp_path / "dpo"), use_cpu=True, bf16=False, per_device_train_batch_size=4,
+                         max_steps=3, learning_rate=1e-2, report_to="none", save_strategy="no", beta=0.1,
+                         logging_steps=1)
+    trainer = trl.DPOTrainer(str(tmp_path / "base"), args=args, train_dataset=pairs, processing_class=tok)
+    trainer.train()
+    model = trainer.model
+    ref = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "base")
+    rewards = dpo_token_rewards(model, ref, tok, ["1 + 2 =", "2 + 2 ="], ["3", "no"], beta=args.beta)
+    assert [len(r) for r in rewards] == [2, 2]  # the answer token and EOS
+
+    def sequence_logp(m, prompt, response):
+        ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        full = torch.tensor([ids + tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]])
+        with torch.no_grad():
+            logp = torch.log_softmax(m(full).logits[0, :-1].float(), -1)
+        return float(logp[torch.arange(len(ids) - 1, full.shape[1] - 1), full[0, len(ids):]].sum())
+
+    for reward, (prompt, response) in zip(rewards, [("1 + 2 =", "3"), ("2 + 2 =", "no")]):
+        by_hand = args.beta * (sequence_logp(model, prompt, response) - sequence_logp(ref, prompt, response))
+        assert abs(float(reward.sum()) - by_hand) <= 1e-5
+    assert float(rewards[0].sum()) > float(rewards[1].sum())  # DPO raised the chosen answer over "no"

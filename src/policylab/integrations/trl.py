@@ -98,3 +98,25 @@ class PolicylabGRPOTrainer(GRPOTrainer):
         for key, value in metrics.items():
             self._metrics[mode][f"policylab/{key}"].append(self.accelerator.gather(value.detach()).nanmean().item())
         return loss / (self.current_gradient_accumulation_steps if mode == "train" else 1.0)
+
+
+def dpo_token_rewards(model: Any, ref_model: Any, tokenizer: Any, prompts: list[str], responses: list[str],
+                      beta: float) -> list[torch.Tensor]:
+    """"Your language model is secretly a Q-function" on a model TRL's `DPOTrainer` trained: the per-token
+    implicit reward beta log pi(y_t | s_t) / pi_ref(y_t | s_t) of each response (EOS included), one tensor
+    per response, by `lm.preference.dpo_q`'s code (`token_logprobs`, `implicit_token_reward`). `model` and
+    `ref_model` are the trained and reference causal LMs (`trainer.model`, `trainer.ref_model`), `beta` the
+    trainer's (`trainer.args.beta`)."""
+    from policylab.lm.policy import HFPolicy
+    from policylab.lm.preference.dpo_q import implicit_token_reward, token_logprobs
+    from policylab.lm.pretrain import teacher_forced_batch
+    from policylab.lm.tasks.tokenizer import HFTokenizer
+
+    if len(prompts) != len(responses):
+        raise ConfigError(f"prompts and responses differ in length ({len(prompts)} and {len(responses)})")
+    batch = teacher_forced_batch(HFTokenizer(tokenizer), list(prompts), list(responses))
+    with torch.no_grad():
+        logp = token_logprobs(HFPolicy(model).eval(), batch)
+        ref_logp = token_logprobs(HFPolicy(ref_model).eval(), batch)
+    rewards = implicit_token_reward(logp, ref_logp, beta)
+    return [row[: int(n)] for row, n in zip(rewards, batch["response_mask"].sum(1))]
