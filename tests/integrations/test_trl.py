@@ -170,3 +170,41 @@ def test_dpo_token_rewards_on_a_model_trls_dpo_trainer_trained(tmp_path):
         by_hand = args.beta * (sequence_logp(model, prompt, response) - sequence_logp(ref, prompt, response))
         assert abs(float(reward.sum()) - by_hand) <= 1e-5
     assert float(rewards[0].sum()) > float(rewards[1].sum())  # DPO raised the chosen answer over "no"
+
+
+def test_iq_lm_runs_in_trls_sft_trainer_and_equals_the_native_loss(tmp_path):
+    from policylab.integrations.trl import iq_lm_loss_func
+    from policylab.lm.iq_lm import iq_lm_loss
+    from policylab.lm.policy import HFPolicy
+    from policylab.lm.pretrain import teacher_forced_batch
+    from policylab.lm.tasks.tokenizer import HFTokenizer
+
+    tok, model = tokenizer(), tiny_llama()
+    prompts, answers = ["1 + 2 =", "2 + 2 = 4 + 1 ="], ["3", "5 yes"]
+    # TRL's layout: prompt + completion + EOS in one row, labels -100 outside the completion
+    rows = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    done = [tok(a, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for a in answers]
+    width = max(len(r) + len(d) for r, d in zip(rows, done))
+    ids = torch.full((2, width), tok.pad_token_id)
+    labels = torch.full((2, width), -100)
+    for i, (r, d) in enumerate(zip(rows, done)):
+        ids[i, :len(r) + len(d)] = torch.tensor(r + d)
+        labels[i, len(r):len(r) + len(d)] = torch.tensor(d)
+    attention = (labels != -100) | (torch.arange(width) < torch.tensor([len(r) for r in rows])[:, None])
+    outputs = model(input_ids=ids, attention_mask=attention.long())
+    ours = iq_lm_loss_func(lam=0.5)(outputs, labels)
+    assert torch.allclose(iq_lm_loss_func(lam=0.0)(outputs, labels),
+                          model(input_ids=ids, attention_mask=attention.long(), labels=labels).loss, atol=1e-6)
+    batch = teacher_forced_batch(HFTokenizer(tok), prompts, answers)  # policylab's own layout (left-padded)
+    out = HFPolicy(model).response_outputs(batch["input_ids"], batch["attention_mask"], batch["prompt_len"],
+                                           want_entropy=False, want_logits=True)
+    native, _ = iq_lm_loss(out.logits, batch["input_ids"][:, batch["prompt_len"]:], batch["response_mask"], 0.5)
+    assert abs(float(ours) - float(native)) <= 1e-5
+
+    data = Dataset.from_dict({"prompt": prompts * 4, "completion": [" " + a for a in answers] * 4})
+    args = trl.SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, per_device_train_batch_size=4,
+                         max_steps=2, logging_steps=1, report_to="none", save_strategy="no", learning_rate=1e-3)
+    trainer = trl.SFTTrainer(model, args=args, train_dataset=data, processing_class=tok,
+                             compute_loss_func=iq_lm_loss_func(lam=0.5))
+    trainer.train()
+    assert all(math.isfinite(r["loss"]) for r in trainer.state.log_history if "loss" in r)

@@ -120,3 +120,22 @@ def dpo_token_rewards(model: Any, ref_model: Any, tokenizer: Any, prompts: list[
         ref_logp = token_logprobs(HFPolicy(ref_model).eval(), batch)
     rewards = implicit_token_reward(logp, ref_logp, beta)
     return [row[: int(n)] for row, n in zip(rewards, batch["response_mask"].sum(1))]
+
+
+def iq_lm_loss_func(lam: float, gamma: float = 1.0):
+    """Wulfmeier et al.'s IQ-Learn objective (`lm.iq_lm.iq_lm_loss`, Eq. 14) as TRL's `SFTTrainer(...,
+    compute_loss_func=iq_lm_loss_func(lam))`: token-mean NLL plus lam x the token-mean squared implicit
+    reward, on the completion tokens TRL labels (labels != -100, EOS included). lam = 0 is TRL's own NLL. The
+    mean is over the micro-batch's tokens (TRL's num_items_in_batch is not read)."""
+    from policylab.lm.iq_lm import iq_lm_loss
+
+    if lam < 0:
+        raise ConfigError(f"lam = {lam} is not allowed: must be >= 0 (0 is maximum likelihood)")
+
+    def compute_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        targets = labels[:, 1:]
+        mask = (targets != -100).to(outputs.logits.dtype)
+        loss, _ = iq_lm_loss(outputs.logits[:, :-1].float(), targets.clamp(min=0), mask.float(), lam, gamma)
+        return loss
+
+    return compute_loss
