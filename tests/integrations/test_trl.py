@@ -208,3 +208,20 @@ def test_iq_lm_runs_in_trls_sft_trainer_and_equals_the_native_loss(tmp_path):
                              compute_loss_func=iq_lm_loss_func(lam=0.5))
     trainer.train()
     assert all(math.isfinite(r["loss"]) for r in trainer.state.log_history if "loss" in r)
+
+
+def test_the_gpu_check_script_runs_dry_on_cpu(tmp_path):
+    """benchmarks/integrations_gpu_check.py is meant for a lent device; its --tiny dry run keeps it working."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "integrations_gpu_check.py"
+    proc = subprocess.run([sys.executable, str(script), "--tiny", "--device", "cpu", "--steps", "1", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "integrations_gpu_check_dry_run.json").read_text())
+    assert result["trl"]["all_losses_finite"] and result["trl"]["policylab_metrics_logged"]
+    assert result["verl"]["registry"] == "ok" and result["verl"]["loss_max_rel_err_vs_native"] <= 1e-6
