@@ -14,8 +14,9 @@ loop `policylab train <objective>` and the claim checks run.
 
 `lora` (a `peft.LoraConfig` or its fields as a dict) trains LoRA adapters through peft, the base frozen;
 `save_pretrained` then writes the merged model, which plain `transformers` loads. `gradient_checkpointing`
-recomputes activations in the update's backward (transformers' own switch), trading time for memory. Not
-yet here: bf16 autocast (use `integrations.trl` for mixed precision today).
+recomputes activations in the update's backward (transformers' own switch), trading time for memory.
+`bf16=True` runs generation, the update's forward and evaluation under `torch.autocast` in bfloat16 (weights,
+gradients and Adam stay float32; log-probs are taken in float32 from the bf16 logits).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import copy
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from policylab.core.api_classes import as_callbacks, open_run
 from policylab.core.config import from_dict, validate
@@ -49,7 +52,7 @@ class RLVRTrainer:
     def __init__(self, model: Any, reward_funcs: RewardFunction | Sequence[RewardFunction], *, train_dataset: Any,
                  processing_class: Any = None, objective: str = "grpo", reward_weights: Sequence[float] | None = None,
                  eval_dataset: Any = None, seed: int = 0, lora: Any = None, gradient_checkpointing: bool = False,
-                 **config: Any):
+                 bf16: bool = False, **config: Any):
         from policylab.integrations.objectives import SINGLE_TURN
 
         if objective not in SINGLE_TURN:
@@ -61,7 +64,7 @@ class RLVRTrainer:
         self.model, self.hf_tokenizer = _model_and_tokenizer(model, processing_class)
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
-        self.lora = lora is not None
+        self.lora, self.bf16 = lora is not None, bool(bf16)
         if self.lora:
             self.model = _with_lora(self.model, lora)
         # the lean decoding loop reads a plain Llama's modules; a peft-wrapped model decodes through HF's forward
@@ -97,7 +100,8 @@ class RLVRTrainer:
                                  ks=(1,), seed=self.seed)
             return {"eval_reward": result["greedy_acc"]}
 
-        with logging_to(log):
+        device = torch.device(self.cfg.device).type
+        with logging_to(log), torch.autocast(device, dtype=torch.bfloat16, enabled=self.bf16):
             self.last_summary = fit_rlvr(self.algo, self.source, evaluate, run=open_run(run_dir, fresh), steps=steps,
                                          max_seconds=max_seconds, progress=progress,
                                          evals=evals if problems else 0, checkpoints=checkpoints if run_dir else 0,
