@@ -162,30 +162,30 @@ def test_lora_trains_only_the_adapters_and_saves_a_merged_model(tmp_path):
     assert torch.allclose(loaded(ids).logits, expected, atol=1e-5)
 
 
-def test_gradient_checkpointing_changes_memory_not_the_update():
-    def run(checkpointing: bool):
-        trainer = policylab.RLVRTrainer(tiny_llama(), [longer_is_better], train_dataset=PROMPTS,
-                                        processing_class=tokenizer(), prompts_per_step=4, group_size=4,
-                                        max_new_tokens=3, lr=1e-2, seed=3, gradient_checkpointing=checkpointing)
-        trainer.train(2, progress=False)
-        return [p.detach().clone() for p in trainer.model.parameters()]
+def trained_weights(steps: int, lr: float, **switches) -> list[torch.Tensor]:
+    """The weights after `steps` updates of a small run with the given RLVRTrainer switches."""
+    trainer = policylab.RLVRTrainer(tiny_llama(), [longer_is_better], train_dataset=PROMPTS,
+                                    processing_class=tokenizer(), prompts_per_step=4, group_size=4,
+                                    max_new_tokens=3, lr=lr, seed=3, **switches)
+    trainer.train(steps, progress=False)
+    assert math.isfinite(trainer.last_summary["last"]["loss"])
+    return [p.detach().clone() for p in trainer.model.parameters()]
 
+
+def largest_gap(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return max(float((x - y).abs().max()) for x, y in zip(a, b))
+
+
+def test_gradient_checkpointing_changes_memory_not_the_update():
     start = [p.detach().clone() for p in tiny_llama().parameters()]
-    plain, recomputed = run(False), run(True)
-    assert max(float((a - b).abs().max()) for a, b in zip(plain, start)) > 1e-4  # the updates did move it
-    assert max(float((a - b).abs().max()) for a, b in zip(plain, recomputed)) <= 1e-6
+    plain = trained_weights(2, 1e-2, gradient_checkpointing=False)
+    recomputed = trained_weights(2, 1e-2, gradient_checkpointing=True)
+    assert largest_gap(plain, start) > 1e-4  # the updates did move it
+    assert largest_gap(plain, recomputed) <= 1e-6
 
 
 def test_bf16_autocast_trains_with_float32_weights_close_to_the_float32_run():
-    def run(bf16: bool):
-        trainer = policylab.RLVRTrainer(tiny_llama(), [longer_is_better], train_dataset=PROMPTS,
-                                        processing_class=tokenizer(), prompts_per_step=4, group_size=4,
-                                        max_new_tokens=3, lr=1e-3, seed=3, bf16=bf16)
-        trainer.train(1, progress=False)
-        assert math.isfinite(trainer.last_summary["last"]["loss"])
-        return [p.detach().clone() for p in trainer.model.parameters()]
-
-    exact, mixed = run(False), run(True)
+    exact, mixed = trained_weights(1, 1e-3, bf16=False), trained_weights(1, 1e-3, bf16=True)
     assert all(p.dtype == torch.float32 for p in mixed)
-    gap = max(float((a - b).abs().max()) for a, b in zip(exact, mixed))
+    gap = largest_gap(exact, mixed)
     assert 0 < gap <= 1e-2, gap  # bf16 rounding moved the update a little, not a lot
