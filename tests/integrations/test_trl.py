@@ -225,3 +225,37 @@ def test_the_gpu_check_script_runs_dry_on_cpu(tmp_path):
     result = json.loads((tmp_path / "integrations_gpu_check_dry_run.json").read_text())
     assert result["trl"]["all_losses_finite"] and result["trl"]["policylab_metrics_logged"]
     assert result["verl"]["registry"] == "ok" and result["verl"]["loss_max_rel_err_vs_native"] <= 1e-6
+
+
+def test_the_objectives_kl_to_trls_reference_model(tmp_path):
+    """kl_coef > 0 with args.beta equal: TRL computes the reference log-probs and the objective's k3 KL uses
+    them; on a fixed batch the loss equals the native objective with the same reference log-probs."""
+    folder = tmp_path / "base"
+    tiny_llama().save_pretrained(folder)  # TRL builds its reference model from the model's path
+    tokenizer().save_pretrained(folder)
+    args = trl.GRPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, gradient_checkpointing=False,
+                          per_device_train_batch_size=G, num_generations=G, max_completion_length=MAX_LEN,
+                          max_steps=2, logging_steps=1, report_to="none", save_strategy="no", beta=0.05,
+                          learning_rate=1e-2, seed=0)
+    prompts = Dataset.from_dict({"prompt": [f"{a} + {b} =" for a in range(4) for b in range(2)]})
+    trainer = PolicylabGRPOTrainer(str(folder), reward_funcs=[says_yes], args=args, train_dataset=prompts,
+                                   processing_class=tokenizer(), objective="grpo",
+                                   objective_overrides={"kl_coef": 0.05})
+    trainer.train()
+    logged = [r for r in trainer.state.log_history if "loss" in r]
+    assert all("policylab/kl_ref" in r and math.isfinite(r["policylab/kl_ref"]) for r in logged)
+
+    model, batch = trainer.model, fixed_batch()
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+    with torch.no_grad():
+        ref = trainer._get_per_token_logps_and_entropies(trainer.ref_model, ids, attention, WIDTH)[0]
+    assert float(ref.abs().sum()) > 0
+    facts = trainer.policylab_advantages(torch.tensor([1.0, 0.0, 1.0, 0.0]), G)
+    trainer.current_gradient_accumulation_steps = 1
+    loss = trainer._compute_loss(model, {**batch, **facts, "ref_per_token_logps": ref})
+    logps = trainer._get_per_token_logps_and_entropies(model, ids, attention, WIDTH)[0]
+    mask = batch["completion_mask"].float()
+    native, metrics = RLVRObjective(objective_config("grpo", {"kl_coef": 0.05}), default_constant=float(MAX_LEN))(
+        logps, logps.detach(), facts["advantages"][:, None] * mask, mask, ref)
+    assert rel_err(loss.detach(), native.detach()) <= 1e-6 and float(metrics["kl_ref"]) > 0
