@@ -189,3 +189,21 @@ def test_bf16_autocast_trains_with_float32_weights_close_to_the_float32_run():
     assert all(p.dtype == torch.float32 for p in mixed)
     gap = largest_gap(exact, mixed)
     assert 0 < gap <= 1e-2, gap  # bf16 rounding moved the update a little, not a lot
+
+
+def test_a_datasets_dataset_with_columns_and_trls_completion_ids_reach_the_reward():
+    from datasets import Dataset
+
+    seen = {}
+
+    def trl_style(prompts, completions, completion_ids, level, **_):
+        seen.update(ids=completion_ids, completions=completions, level=level)
+        return [float(n) for n in level]
+
+    data = Dataset.from_dict({"prompt": ["1 + 2 =", "3 + 4 ="], "level": [1, 2]})
+    trainer = policylab.RLVRTrainer(tiny_llama(), trl_style, train_dataset=data, processing_class=tokenizer(),
+                                    prompts_per_step=2, group_size=2, max_new_tokens=3)
+    trainer.train(1, progress=False)
+    tok = tokenizer()
+    assert seen["ids"] == [tok.encode(c, add_special_tokens=False) for c in seen["completions"]]
+    assert set(seen["level"]) <= {1, 2} and len(seen["level"]) == 4  # one value per completion

@@ -4,9 +4,10 @@ Prompts come as a list of strings, a list of dicts with a "prompt" key, or a `da
 "prompt" column; every other column reaches the reward functions by name, one value per completion, as TRL
 passes them. A conversational prompt (a list of {"role", "content"} messages) goes through the tokenizer's
 chat template with the generation prompt added; completions of such prompts reach the reward functions as
-[{"role": "assistant", "content": ...}], as in TRL. The reward is the weighted sum of the functions: it is
-the task's score (`Score.exact` and `.dense`), so "correct" for objectives that read it (NFT, THR) means a
-reward above 0. A completion cut at max_new_tokens earns 0 (the engine's rule for every task).
+[{"role": "assistant", "content": ...}], as in TRL, and `completion_ids` (each completion re-encoded) as
+well. The reward is the weighted sum of the functions: it is the task's score (`Score.exact` and `.dense`),
+so "correct" for objectives that read it (NFT, THR) means a reward above 0. A completion cut at
+max_new_tokens earns 0 (the engine's rule for every task).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class PromptTask:
 
     def __init__(self, data: Any, rewards: RewardFunctions, tokenizer: Any = None, name: str = "prompts",
                  field: str = "train_dataset"):
-        self.name, self.rewards = name, rewards
+        self.name, self.rewards, self.tokenizer = name, rewards, tokenizer
         self.rows = prompt_rows(data, field)
         self.problems = [Problem(name, self._text(row["prompt"], tokenizer, i), "",
                                  {"row": i, "conversational": isinstance(row["prompt"], list)})
@@ -70,6 +71,8 @@ class PromptTask:
         completions = [[{"role": "assistant", "content": r}] if p.meta["conversational"] else r
                        for p, r in zip(problems, responses)]
         columns = {k: [row.get(k) for row in rows] for k in rows[0] if k != "prompt"}
+        if self.tokenizer is not None:  # TRL passes each completion's token ids too
+            columns["completion_ids"] = [self.tokenizer.encode(r, add_special_tokens=False) for r in responses]
         rewards = self.rewards([row["prompt"] for row in rows], completions, columns)
         return [Score(exact=float(r), dense=float(r)) for r in rewards]
 
