@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 # verl 0.9.1 pins transformers<5.11 (and ray, numpy, ...): installed without its pins, with only the packages
 # its core_algos imports, so it cannot downgrade our stack (policylab.integrations.verl uses its registries)
 VERL    ?= verl==0.9.1 tensordict==0.10.0 omegaconf==2.4.0 antlr4-python3-runtime==4.9.3 orjson codetiming \
-           pyvers<0.2 cloudpickle importlib_metadata
+           pyvers<0.2 cloudpickle importlib_metadata torchdata==0.11.0
 $(VENV)/.verl: $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps $(foreach p,$(VERL),"$(p)")
 	touch $@

@@ -129,3 +129,19 @@ def test_overrides_reach_the_registered_objective():
     pv.register()
     default, _ = core_algos.get_policy_loss_fn("policylab_grpo")(old, new, adv[:, None] * mask, mask)
     assert not torch.isclose(tight, default)
+
+
+@pytest.mark.parametrize("name", ["grpo", "bnpo", "asymre"])
+def test_verls_own_compute_advantage_call_site_reaches_the_policylab_estimator(name):
+    """Through `verl.trainer.ppo.ray_trainer.compute_advantage` on a DataProto with verl's uid column, the
+    keyword set verl's trainer really passes (token_level_rewards, response_mask, config, index)."""
+    ray_trainer = pytest.importorskip("verl.trainer.ppo.ray_trainer")
+    from verl import DataProto
+
+    rewards, perm, uid, mask, token_rewards = shuffled_batch(3)
+    data = DataProto.from_dict(tensors={"token_level_rewards": token_rewards, "response_mask": mask},
+                               non_tensors={"uid": uid})
+    out = ray_trainer.compute_advantage(data, f"policylab_{name}", config=None)
+    direct, _ = core_algos.get_adv_estimator_fn(f"policylab_{name}")(token_level_rewards=token_rewards,
+                                                                       response_mask=mask, index=uid)
+    assert torch.equal(out.batch["advantages"], direct) and torch.equal(out.batch["returns"], direct)
