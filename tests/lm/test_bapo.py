@@ -61,9 +61,10 @@ def test_unreachable_target_ends_at_the_widest_upper_and_narrowest_lower_bound()
 
 def test_met_at_start_is_ppo_with_the_start_bounds():
     cfg = BAPOConfig(positive_share=0.1)
-    logp = torch.randn(4, 5, requires_grad=True)
-    old = (logp + 0.3 * torch.randn(4, 5)).detach()
-    adv = torch.randn(4, 1).expand(4, 5)
+    g = torch.Generator().manual_seed(0)  # not the global RNG: the test must not depend on which tests ran first
+    logp = torch.randn(4, 5, generator=g).requires_grad_(True)
+    old = (logp + 0.3 * torch.randn(4, 5, generator=g)).detach()
+    adv = torch.tensor([[1.0], [-1.0], [0.5], [-0.5]]).expand(4, 5)  # positives carry about half the loss
     mask = torch.ones(4, 5)
     loss, metrics = RLVRObjective(cfg)(logp, old, adv, mask)
     ratio = torch.exp(logp - old)
