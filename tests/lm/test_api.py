@@ -207,3 +207,14 @@ def test_a_datasets_dataset_with_columns_and_trls_completion_ids_reach_the_rewar
     tok = tokenizer()
     assert seen["ids"] == [tok.encode(c, add_special_tokens=False) for c in seen["completions"]]
     assert set(seen["level"]) <= {1, 2} and len(seen["level"]) == 4  # one value per completion
+
+
+def test_save_pretrained_replaces_a_folder_whole(tmp_path):
+    trainer = policylab.RLVRTrainer(tiny_llama(), [says_yes], train_dataset=PROMPTS, processing_class=tokenizer(),
+                                    prompts_per_step=2, group_size=2, max_new_tokens=2)
+    target = tmp_path / "out" / "model"
+    trainer.save_pretrained(target)
+    (target / "stale.txt").write_text("from an earlier save")
+    trainer.save_pretrained(target)
+    assert not (target / "stale.txt").exists() and (target / "config.json").exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model"]  # no staging or old folder left

@@ -17,12 +17,12 @@ import torch
 from policylab.core.config import from_dict, validate
 from policylab.core.errors import ConfigError
 from policylab.core.registry import ALGORITHMS
+from policylab.lm import SINGLE_TURN as SINGLE_TURN_OBJECTIVES
 from policylab.lm.advantages import ADVANTAGES, token_advantages
 from policylab.lm.losses.objective import RLVRObjective
 
-SINGLE_TURN = ("grpo", "dapo", "dr_grpo", "gspo", "lite_ppo", "bnpo", "bapo", "thr", "rec", "opmd", "asymre",
-               "red_drop", "red_weight", "nft", "rft")
-"""The single-turn RLVR objectives (`policylab list`); multi-turn and preference methods are not losses alone."""
+SINGLE_TURN = tuple(SINGLE_TURN_OBJECTIVES)
+"""The single-turn RLVR objectives (`policylab.lm`); multi-turn and preference methods are not losses alone."""
 
 
 def objective_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
@@ -30,8 +30,6 @@ def objective_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
     if name not in SINGLE_TURN:
         raise ConfigError(f"objective = {name!r} is not allowed: known single-turn objectives: "
                           f"{', '.join(SINGLE_TURN)}")
-    import policylab.lm  # noqa: F401  (registers the objectives)
-
     return validate(from_dict(ALGORITHMS.get(name).config, dict(overrides or {}), source=f"objective {name}"))
 
 

@@ -20,8 +20,12 @@ from policylab.lm.multiturn.ufo import UFOConfig
 from policylab.lm.preference.dpo_q import DPO, DPOConfig, train_dpo
 from policylab.lm.trainer import RLVR, RLVRConfig, train_rlvr
 
+SINGLE_TURN: list[str] = []
+"""The single-turn RLVR objectives, in registration order: what RLVRTrainer and the TRL / verl integrations take."""
+
 
 def _add(name: str, config: type, summary: str) -> None:
+    SINGLE_TURN.append(name)
     ALGORITHMS.add(name, AlgorithmSpec(name, config, partial(train_rlvr, name=name), summary, "lm", "mix", RLVR,
                                        default_steps=200))
 

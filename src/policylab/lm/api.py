@@ -22,6 +22,9 @@ gradients and Adam stay float32; log-probs are taken in float32 from the bf16 lo
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ from policylab.core.errors import ConfigError
 from policylab.core.registry import ALGORITHMS
 from policylab.core.seeding import check_seed, seed_everything
 from policylab.core.tracking import logging_to
+from policylab.lm import SINGLE_TURN
 from policylab.lm.evaluate import evaluate_lm
 from policylab.lm.policy import HFPolicy
 from policylab.lm.rewards import RewardFunction, RewardFunctions
@@ -53,8 +57,6 @@ class RLVRTrainer:
                  processing_class: Any = None, objective: str = "grpo", reward_weights: Sequence[float] | None = None,
                  eval_dataset: Any = None, seed: int = 0, lora: Any = None, gradient_checkpointing: bool = False,
                  bf16: bool = False, **config: Any):
-        from policylab.integrations.objectives import SINGLE_TURN
-
         if objective not in SINGLE_TURN:
             raise ConfigError(f"objective = {objective!r} is not allowed: known single-turn objectives: "
                               f"{', '.join(SINGLE_TURN)}")
@@ -114,8 +116,18 @@ class RLVRTrainer:
         adapters merged into a copy of the base)."""
         path = Path(path)
         model = copy.deepcopy(self.model).merge_and_unload() if self.lora else self.model
-        model.save_pretrained(path)
-        self.hf_tokenizer.save_pretrained(path)
+        # written beside the target and moved into place, so a killed save never leaves a half folder there
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        model.save_pretrained(staging)
+        self.hf_tokenizer.save_pretrained(staging)
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / path.name)
+        os.replace(staging, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         return path
 
 
